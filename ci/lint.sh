@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ruff check .
+mypy dask_io/plan dask_io/sketches dask_io/errors.py

@@ -1,0 +1,51 @@
+"""The error and warning classes of dask_io.
+
+Every error is a :class:`DaskIOError` and also inherits the builtin that matches
+it, so callers that catch ``ValueError`` or ``FileNotFoundError`` keep working.
+This module imports nothing but the standard library: the pure layers use it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DaskIOError",
+    "DaskIOWarning",
+    "InsufficientMemoryError",
+    "InvalidChunksError",
+    "QueryPlanningWarning",
+    "StoreExistsError",
+    "StoreNotFoundError",
+    "StoreMismatchError",
+]
+
+
+class DaskIOError(Exception):
+    """Base class of every error raised by dask_io."""
+
+
+class InvalidChunksError(DaskIOError, ValueError):
+    """A shape, chunk shape, dtype or other argument has an invalid value."""
+
+
+class InsufficientMemoryError(DaskIOError, ValueError):
+    """The memory budget is below the smallest buffer any strategy can use."""
+
+
+class StoreNotFoundError(DaskIOError, FileNotFoundError):
+    """A source store does not exist or cannot be read."""
+
+
+class StoreExistsError(DaskIOError, FileExistsError):
+    """A target already exists and ``overwrite`` was not given."""
+
+
+class StoreMismatchError(DaskIOError, ValueError):
+    """A store's contents disagree with its manifest or with the requested array."""
+
+
+class DaskIOWarning(UserWarning):
+    """Base class of every warning emitted by dask_io."""
+
+
+class QueryPlanningWarning(DaskIOWarning):
+    """Dask's array query planning is on, so no ``array_optimize`` hook runs."""
