@@ -1,0 +1,140 @@
+"""File-level helpers: ``.npy`` headers, contiguous HDF5 datasets, atomic small writes.
+
+Every block file is a C-order array stored contiguously after a header: an ``.npy``
+header, or the metadata of an HDF5 file holding one contiguous, uncompressed dataset
+(created with early allocation and no fill, so that its byte address is known before
+any data is written and nothing is written twice).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from dask_io.errors import StoreMismatchError, StoreNotFoundError
+from dask_io.storage.rawio import RawArray
+
+TMP_SUFFIX = ".dask_io-tmp"
+
+
+def npy_header(shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
+    """The bytes of a version 1.0 ``.npy`` header for a C-order array."""
+    buf = io.BytesIO()
+    info = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, info)
+    return buf.getvalue()
+
+
+def read_npy_header(path: str) -> RawArray:
+    """Parse the header of the ``.npy`` file at ``path``: where its data is and what it is."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+    except FileNotFoundError:
+        raise StoreNotFoundError(f"{path!r} does not exist") from None
+    except (OSError, ValueError) as e:
+        raise StoreNotFoundError(f"{path!r} is not a readable .npy file: {e}") from None
+    if fortran and len(shape) > 1:
+        raise StoreMismatchError(f"{path!r} is in Fortran order; expected C order")
+    if dtype.hasobject:
+        raise StoreMismatchError(f"{path!r} holds Python objects (dtype {dtype}); expected numbers")
+    raw = RawArray(path, offset, tuple(int(n) for n in shape), dtype)
+    _check_size(raw)
+    return raw
+
+
+def _check_size(raw: RawArray) -> None:
+    need = raw.offset + int(np.prod(raw.shape)) * raw.dtype.itemsize
+    have = os.path.getsize(raw.path)
+    if have < need:
+        raise StoreMismatchError(
+            f"{raw.path!r} has {have} bytes; expected {need} for shape {raw.shape} of {raw.dtype}"
+        )
+
+
+def create_npy(fd: int, shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
+    """Write the header of a new ``.npy`` file open as ``fd`` and size it; return the data offset."""
+    header = npy_header(shape, dtype)
+    os.pwrite(fd, header, 0)
+    os.ftruncate(fd, len(header) + int(np.prod(shape)) * dtype.itemsize)
+    return len(header)
+
+
+def create_hdf5(path: str, dataset: str, shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
+    """Create ``path`` with one contiguous, allocated, unfilled dataset; return its byte offset."""
+    import h5py
+
+    with h5py.File(path, "w", libver="latest") as f:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+        space = h5py.h5s.create_simple(shape)
+        tid = h5py.h5t.py_create(dtype, logical=True)
+        parent = f.require_group(os.path.dirname(dataset) or "/")
+        dsid = h5py.h5d.create(parent.id, os.path.basename(dataset).encode(), tid, space, dcpl=dcpl)
+        offset = dsid.get_offset()
+        dsid.close()
+    if offset is None:
+        raise OSError(f"HDF5 gave no byte offset for dataset {dataset!r} in {path!r}")
+    return int(offset)
+
+
+def hdf5_info(path: str, dataset: str) -> tuple[tuple[int, ...], np.dtype[Any], int | None, Any]:
+    """Shape, dtype, raw byte offset (None unless contiguous and allocated) and chunks."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise StoreNotFoundError(f"{path!r} does not exist") from None
+    except OSError as e:
+        raise StoreNotFoundError(f"{path!r} is not a readable HDF5 file: {e}") from None
+    with f:
+        if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
+            names = [k for k in f if isinstance(f[k], h5py.Dataset)]
+            raise StoreNotFoundError(
+                f"{path!r} has no dataset {dataset!r}; datasets at its root: {names}"
+            )
+        ds = f[dataset]
+        raw = ds.chunks is None and not ds.compression and ds.dtype.kind != "O"
+        offset = ds.id.get_offset() if raw else None
+        return tuple(ds.shape), np.dtype(ds.dtype), offset, ds.chunks
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file, fsync and rename."""
+    tmp = path + TMP_SUFFIX
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
+def fsync_dir(path: str) -> None:
+    """Make renames inside directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: str) -> None:
+    """fsync the file at ``path``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
