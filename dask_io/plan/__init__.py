@@ -1,0 +1,20 @@
+"""The pure planner: block grids, the I/O cost model, strategies and exact simulation.
+
+This package imports only the standard library and numpy.
+"""
+
+from dask_io.plan.cost import Cost
+from dask_io.plan.grid import Grid
+from dask_io.plan.planner import LAYOUTS, STRATEGIES, Plan, plan_resplit
+from dask_io.plan.units import format_bytes, parse_bytes
+
+__all__ = [
+    "LAYOUTS",
+    "STRATEGIES",
+    "Cost",
+    "Grid",
+    "Plan",
+    "format_bytes",
+    "parse_bytes",
+    "plan_resplit",
+]

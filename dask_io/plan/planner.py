@@ -1,0 +1,447 @@
+"""``plan_resplit``: choose a strategy and a buffer partition, exactly costed."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dask_io.errors import InsufficientMemoryError, InvalidChunksError
+from dask_io.plan import strategies as st
+from dask_io.plan.axes import AxisPairs
+from dask_io.plan.cost import Cost, side_cost
+from dask_io.plan.grid import ChunksLike, Grid, normalize_chunks, normalize_shape, run_count
+from dask_io.plan.ops import (
+    BlockIndex,
+    Keep,
+    LoadBuffer,
+    Operation,
+    Read,
+    Region,
+    Release,
+    Write,
+    WriteKept,
+)
+from dask_io.plan.simulate import KEEP, WRITE_KEPT, WRITE_WHOLE, BufferDecision, WriteSimulator
+from dask_io.plan.units import format_bytes, parse_bytes
+
+STRATEGIES = ("naive", "clustered", "multiple", "keep")
+LAYOUTS = ("contiguous", "chunked")
+STAGING_LIMIT = 16 * 2**20
+
+
+@dataclass
+class Plan:
+    """A resplit plan: a buffer partition, a buffer order and what to keep, exactly costed.
+
+    Build one with :func:`plan_resplit`. ``operations()`` lists what an executor
+    must do, in order; ``cost`` is what those operations cost.
+    """
+
+    in_grid: Grid
+    out_grid: Grid
+    dtype: np.dtype[Any]
+    max_mem: int
+    layout: tuple[str, str]
+    strategy: str
+    buffer_bounds: tuple[np.ndarray, ...]
+    order: tuple[int, ...]
+    cost: Cost
+    kept_cap: int = 0  # elements of kept data allowed (0: keep nothing)
+    min_priority: float = 0.0  # blocks saving fewer seeks per element are never kept
+    planning_time: float = 0.0
+    alternatives: dict[str, Plan | str] = field(default_factory=dict, repr=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.in_grid.shape
+
+    @property
+    def in_chunks(self) -> tuple[tuple[int, ...], ...]:
+        return self.in_grid.chunks
+
+    @property
+    def out_chunks(self) -> tuple[tuple[int, ...], ...]:
+        return self.out_grid.chunks
+
+    @property
+    def buffer_shape(self) -> tuple[int, ...]:
+        return st.nominal_shape(self.buffer_bounds)
+
+    @property
+    def n_buffers(self) -> int:
+        return math.prod(len(b) - 1 for b in self.buffer_bounds)
+
+    @property
+    def staging_bytes(self) -> int:
+        return self.cost.staging_bytes
+
+    @property
+    def lower_bound(self) -> int:
+        """Seeks of the ideal resplit: every block opened once and accessed in one run."""
+        return 2 * (self.in_grid.nblocks + self.out_grid.nblocks)
+
+    def __repr__(self) -> str:
+        c = self.cost
+        return (
+            f"<Plan {self.strategy} buffer={self.buffer_shape} buffers={self.n_buffers} "
+            f"seeks={c.seeks} (opens={c.opens}, runs={c.runs}) "
+            f"peak_mem={format_bytes(c.peak_mem)}>"
+        )
+
+    def buffer_regions(self) -> Iterator[Region]:
+        """The region of every buffer, in plan order."""
+        for b in self._simulator(keep=False).buffers():
+            yield self._buffer_region(b)
+
+    def operations(self) -> Iterator[Operation]:
+        """Every operation of the plan, in order (see :mod:`dask_io.plan.ops`)."""
+        for ops in self.buffers():
+            yield from ops
+
+    def buffers(self) -> Iterator[list[Operation]]:
+        """The operations grouped by buffer, each list starting with its ``LoadBuffer``."""
+        in_pairs = self._pairs(self.in_grid)
+        sim = self._simulator(keep=self.kept_cap > 0)
+        for number, decision in enumerate(sim.decisions()):
+            region = self._buffer_region(decision.index)
+            ops: list[Operation] = [LoadBuffer(number, region)]
+            ops.extend(self._reads(in_pairs, decision.index, region))
+            ops.extend(self._writes(decision, region))
+            yield ops
+
+    # -- internals -------------------------------------------------------
+    def _pairs(self, grid: Grid) -> list[AxisPairs]:
+        return [AxisPairs(bb, gb) for bb, gb in zip(self.buffer_bounds, grid.bounds)]
+
+    def _simulator(self, keep: bool) -> WriteSimulator:
+        chunked = self.layout[1] == "chunked"
+        cap = self.kept_cap if keep else 0
+        return WriteSimulator(
+            self._pairs(self.out_grid), self.order, self.dtype.itemsize, chunked, cap,
+            self.min_priority,
+        )
+
+    def _buffer_region(self, index: BlockIndex) -> Region:
+        return tuple((int(b[i]), int(b[i + 1])) for b, i in zip(self.buffer_bounds, index))
+
+    def _reads(
+        self, in_pairs: Sequence[AxisPairs], index: BlockIndex, region: Region
+    ) -> Iterator[Read]:
+        chunked = self.layout[0] == "chunked"
+        isz = self.dtype.itemsize
+        ranges = [range(p.lo[i], p.hi[i]) for p, i in zip(in_pairs, index)]
+        for block in np.ndindex(*(len(r) for r in ranges)):
+            blk = tuple(r[j] for r, j in zip(ranges, block))
+            block_region = self.in_grid.block_region(blk)
+            piece = _intersect(region, block_region)
+            if chunked:
+                yield Read(blk, piece, 1, self.in_grid.block_size(blk) * isz)
+            else:
+                yield Read(blk, piece, run_count(piece, block_region), _size(piece) * isz)
+
+    def _writes(self, decision: BufferDecision, region: Region) -> Iterator[Operation]:
+        chunked = self.layout[1] == "chunked"
+        isz = self.dtype.itemsize
+        grid = self.out_grid
+        blocks = [tuple(int(i) for i in np.unravel_index(f, grid.numblocks)) for f in decision.blocks]
+        later: list[Operation] = []
+        keeps: list[Operation] = []
+        for k, (blk, action) in enumerate(zip(blocks, decision.action.tolist())):
+            block_region = grid.block_region(blk)
+            piece = _intersect(region, block_region)
+            block_bytes = grid.block_size(blk) * isz
+            if action == WRITE_KEPT:
+                yield WriteKept(blk, piece, 1, block_bytes)
+                yield Release(blk, (block_bytes - _size(piece) * isz))
+            elif action == WRITE_WHOLE:
+                later.append(Write(blk, piece, 1, block_bytes, True))
+            elif action == KEEP:
+                keeps.append(Keep(blk, piece, _size(piece) * isz))
+            elif chunked:
+                rmw = 0 if decision.first_write[k] else block_bytes
+                later.append(Write(blk, piece, 1, block_bytes, False, rmw))
+            else:
+                runs = int(decision.runs[k])
+                later.append(Write(blk, piece, runs, _size(piece) * isz, False))
+        yield from later
+        yield from keeps
+
+
+def _intersect(a: Region, b: Region) -> Region:
+    return tuple((max(x0, y0), min(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))
+
+
+def _size(region: Region) -> int:
+    return math.prod(b - a for a, b in region)
+
+
+# -- planning ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    in_grid: Grid
+    out_grid: Grid
+    dtype: np.dtype[Any]
+    max_mem: int
+    layout: tuple[str, str]
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def staging_bytes(self) -> int:
+        """The one staging array an executor may use for copies (counted in peak memory).
+
+        A chunked store hands over whole chunks, so it needs a chunk; contiguous
+        files are copied through at most 16 MiB (or one row, whichever is more).
+        """
+        isz = self.itemsize
+        sizes = []
+        for grid, layout in zip((self.in_grid, self.out_grid), self.layout):
+            block = math.prod(grid.block_shape) * isz
+            if layout == "chunked":
+                sizes.append(block)
+            else:
+                row = grid.block_shape[-1] * isz
+                sizes.append(min(block, max(row, min(STAGING_LIMIT, self.max_mem // 16))))
+        return max(sizes)
+
+    @property
+    def avail(self) -> int:
+        """Elements of buffer plus kept data the budget allows."""
+        return max(0, (self.max_mem - self.staging_bytes) // self.itemsize)
+
+
+def _evaluate(
+    pb: _Problem, bounds: st.Bounds, order: tuple[int, ...], keep: bool, min_priority: float = 0.0
+) -> tuple[Cost, int]:
+    isz = pb.itemsize
+    in_pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.in_grid.bounds)]
+    out_pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.out_grid.bounds)]
+    read = side_cost(in_pairs, isz, pb.layout[0] == "chunked", write=False)
+    buf = st.buffer_elems(bounds)
+    n_buffers = math.prod(len(b) - 1 for b in bounds)
+    cap = pb.avail - buf if keep else 0
+    if cap > 0:
+        sim = WriteSimulator(out_pairs, order, isz, pb.layout[1] == "chunked", cap, min_priority)
+        w = sim.totals()
+        opens, runs, nbytes, rmw, kept = w.opens, w.runs, w.nbytes, w.rmw_bytes, w.kept_peak
+    else:
+        ws = side_cost(out_pairs, isz, pb.layout[1] == "chunked", write=True)
+        opens, runs, nbytes, rmw, kept = ws.opens, ws.runs, ws.nbytes, ws.rmw_bytes, 0
+    cost = Cost(
+        opens=read.opens + opens,
+        read_runs=read.runs,
+        write_runs=runs,
+        bytes_read=read.nbytes + rmw,
+        bytes_written=nbytes,
+        buffer_bytes=buf * isz,
+        kept_peak=kept * isz,
+        staging_bytes=pb.staging_bytes,
+        rmw_bytes=rmw,
+        n_buffers=n_buffers,
+    )
+    return cost, max(cap, 0)
+
+
+def _score(cost: Cost) -> tuple[int, int, int]:
+    return (cost.seeks, cost.bytes_read + cost.bytes_written, cost.peak_mem)
+
+
+def _make(
+    pb: _Problem,
+    strategy: str,
+    bounds: st.Bounds,
+    order: tuple[int, ...],
+    keep: bool,
+    min_priority: float = 0.0,
+) -> Plan:
+    cost, cap = _evaluate(pb, bounds, order, keep, min_priority)
+    return Plan(pb.in_grid, pb.out_grid, pb.dtype, pb.max_mem, pb.layout, strategy,
+                bounds, order, cost, kept_cap=cap, min_priority=min_priority)
+
+
+def _priority_levels(pb: _Problem, bounds: st.Bounds, order: tuple[int, ...]) -> list[float]:
+    cap = pb.avail - st.buffer_elems(bounds)
+    if cap <= 0:
+        return [0.0]
+    pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.out_grid.bounds)]
+    sim = WriteSimulator(pairs, order, pb.itemsize, pb.layout[1] == "chunked", cap)
+    return sim.priority_levels()
+
+
+def _c_order(pb: _Problem) -> tuple[int, ...]:
+    return tuple(range(pb.in_grid.ndim))
+
+
+def _plan_simple(pb: _Problem, strategy: str) -> Plan | None:
+    shape = pb.in_grid.shape
+    if strategy == "naive":
+        bounds: st.Bounds | None = pb.in_grid.bounds
+    elif strategy == "clustered":
+        bounds = st.grow_whole_blocks(pb.in_grid, shape, pb.avail)
+    else:
+        bounds = st.grow_whole_blocks(pb.out_grid, shape, pb.avail)
+    if bounds is None or st.buffer_elems(bounds) > pb.avail:
+        return None
+    return _make(pb, strategy, bounds, _c_order(pb), keep=False)
+
+
+def _plan_keep(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
+    """Search buffer partitions, buffer orders and keep thresholds; keep the cheapest.
+
+    Every candidate is scored by exact simulation: first each partition with its
+    default and C buffer orders over a few keep thresholds, then the best few with
+    every other order.
+    """
+    extra = [p.buffer_bounds for p in simple if p is not None]
+    scored: list[Plan] = []
+    for bounds in st.keep_candidates(pb.in_grid, pb.out_grid, pb.avail, extra):
+        for order in st.buffer_orders(bounds, pb.out_grid)[:2]:
+            for level in _priority_levels(pb, bounds, order):
+                scored.append(_make(pb, "keep", bounds, order, True, level))
+    if not scored:
+        return None
+    scored.sort(key=lambda p: _score(p.cost))
+    best = scored[0]
+    for plan in _distinct_bounds(scored)[:3]:
+        for order in st.buffer_orders(plan.buffer_bounds, pb.out_grid)[2:]:
+            other = _make(pb, "keep", plan.buffer_bounds, order, True, plan.min_priority)
+            if _score(other.cost) < _score(best.cost):
+                best = other
+    return best
+
+
+def _distinct_bounds(plans: Sequence[Plan]) -> list[Plan]:
+    seen: set[int] = set()
+    out = []
+    for p in plans:
+        if id(p.buffer_bounds) not in seen:
+            seen.add(id(p.buffer_bounds))
+            out.append(p)
+    return out
+
+
+def _min_mem(pb: _Problem) -> int:
+    """The smallest budget any strategy can work in: one row plus the staging array."""
+    row = min(pb.in_grid.block_shape[-1], pb.out_grid.block_shape[-1]) * pb.itemsize
+    return row + pb.staging_bytes
+
+
+def _validate(
+    shape: Any, in_chunks: Any, out_chunks: Any, dtype: Any, max_mem: Any,
+    strategy: str, layout: Any,
+) -> _Problem:
+    shape = normalize_shape(shape)
+    in_grid = Grid(shape, normalize_chunks(in_chunks, shape, "in_chunks"))
+    out_grid = Grid(shape, normalize_chunks(out_chunks, shape, "out_chunks"))
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise InvalidChunksError(f"dtype={dtype!r} is not a numpy dtype") from None
+    if dt.itemsize == 0 or dt.hasobject:
+        raise InvalidChunksError(f"dtype={dtype!r} has no fixed size; expected a numeric dtype")
+    if strategy not in (*STRATEGIES, "auto"):
+        raise InvalidChunksError(
+            f"strategy={strategy!r} is unknown; expected one of {', '.join((*STRATEGIES, 'auto'))}"
+        )
+    layouts = (layout, layout) if isinstance(layout, str) else tuple(layout)
+    if len(layouts) != 2 or any(x not in LAYOUTS for x in layouts):
+        raise InvalidChunksError(
+            f"layout={layout!r} is unknown; expected 'contiguous', 'chunked' or a pair of them"
+        )
+    return _Problem(in_grid, out_grid, dt, parse_bytes(max_mem), (layouts[0], layouts[1]))
+
+
+def plan_resplit(
+    shape: Sequence[int],
+    in_chunks: ChunksLike,
+    out_chunks: ChunksLike,
+    dtype: Any,
+    max_mem: int | str,
+    strategy: str = "auto",
+    layout: str | tuple[str, str] = "contiguous",
+) -> Plan:
+    """Plan the resplit of an array stored as ``in_chunks`` blocks into ``out_chunks`` blocks.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the whole array.
+    in_chunks, out_chunks : tuple of int, or tuple of tuples of int
+        Block shapes (edge blocks smaller), or dask-style block lengths per axis.
+    dtype : numpy dtype or name
+    max_mem : int or str
+        Memory budget in bytes, or a string such as ``"4GiB"``.
+    strategy : {"auto", "naive", "clustered", "multiple", "keep"}
+        ``auto`` returns the cheapest strategy whose peak memory fits.
+    layout : {"contiguous", "chunked"} or a pair (input layout, output layout)
+        Block files accessed by contiguous runs, or a chunked store where a
+        chunk touched is one access.
+
+    Returns
+    -------
+    Plan
+        With ``strategy``, ``buffer_shape``, ``cost`` and ``operations()``.
+        ``plan.alternatives`` maps every strategy to its plan, or to the reason it
+        is infeasible.
+
+    Examples
+    --------
+    >>> plan = plan_resplit((8, 8), (4, 4), (8, 8), "uint8", 64)
+    >>> plan.cost.runs, plan.cost.opens
+    (5, 5)
+    """
+    start = time.perf_counter()
+    pb = _validate(shape, in_chunks, out_chunks, dtype, max_mem, strategy, layout)
+    needed = _min_mem(pb)
+    if pb.max_mem < needed:
+        raise InsufficientMemoryError(
+            f"max_mem={format_bytes(pb.max_mem)} is below the smallest feasible buffer of "
+            f"{format_bytes(needed)} (one row plus a {format_bytes(pb.staging_bytes)} staging "
+            f"array) for in_chunks={pb.in_grid.block_shape}, out_chunks={pb.out_grid.block_shape}"
+        )
+    wanted = STRATEGIES if strategy == "auto" else (strategy,)
+    plans: dict[str, Plan | None] = {}
+    for name in ("naive", "clustered", "multiple"):
+        if name in wanted or "keep" in wanted:
+            plans[name] = _plan_simple(pb, name)
+    if "keep" in wanted:
+        plans["keep"] = _plan_keep(pb, [plans[n] for n in ("naive", "clustered", "multiple")])
+    feasible = {n: p for n, p in plans.items() if p is not None and n in wanted}
+    if not feasible:
+        raise InsufficientMemoryError(_infeasible_message(pb, strategy))
+    chosen = min(feasible.values(), key=lambda p: (_score(p.cost), STRATEGIES.index(p.strategy)))
+    chosen.alternatives = {
+        n: plans[n] or _infeasible_message(pb, n) for n in wanted  # type: ignore[misc]
+    }
+    chosen.planning_time = time.perf_counter() - start
+    return chosen
+
+
+def _infeasible_message(pb: _Problem, strategy: str) -> str:
+    isz = pb.itemsize
+    if strategy == "naive":
+        need = math.prod(pb.in_grid.block_shape) * isz + pb.staging_bytes
+        what = "one input block"
+    elif strategy == "multiple":
+        need = math.prod(pb.out_grid.block_shape) * isz + pb.staging_bytes
+        what = "one output block"
+    elif strategy == "clustered":
+        need = math.prod(pb.in_grid.block_shape) * isz + pb.staging_bytes
+        what = "one input block"
+    else:
+        need = _min_mem(pb)
+        what = "one row"
+    return (
+        f"max_mem={format_bytes(pb.max_mem)} is below the {format_bytes(need)} that strategy="
+        f"{strategy!r} needs ({what} plus a {format_bytes(pb.staging_bytes)} staging array) for "
+        f"in_chunks={pb.in_grid.block_shape}, out_chunks={pb.out_grid.block_shape}"
+    )
