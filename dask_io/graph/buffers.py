@@ -1,0 +1,153 @@
+"""The buffer subgraph: a plan's operations as Dask tasks, chained to bound memory.
+
+For buffer ``k`` of a plan the subgraph has one *read* task (it allocates the buffer
+and fills it from the sources), one task per ``Write``, ``Keep`` and ``WriteKept``
+operation, and a *done* task that depends on all of them. The read task of buffer
+``k + 1`` depends on the done task of buffer ``k``, so at most one buffer is alive
+at a time (the scheduler frees it once its writes have run); kept pieces are task
+results that live until the ``WriteKept`` task that consumes them has run. This
+holds on the threaded scheduler and on ``distributed`` alike, since it is expressed
+by dependencies only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+from dask._task_spec import DataNode, Task, TaskRef
+from dask.base import tokenize
+
+from dask_io.graph.handles import ArrayHandle
+from dask_io.graph.jobs import Job
+from dask_io.plan import Plan
+from dask_io.plan.ops import Keep, LoadBuffer, Read, Write, WriteKept
+
+Key = Hashable
+Box = tuple[tuple[int, int], ...]
+
+
+# -- task functions (run on workers) --------------------------------------------------
+
+
+def read_buffer(reads: Sequence[tuple[ArrayHandle, Box, tuple[slice, ...]]],
+                shape: tuple[int, ...], dtype: np.dtype[Any], *after: Any) -> np.ndarray:
+    """Allocate a buffer of ``shape`` and fill it: each read copies a box of an array."""
+    buf = np.empty(shape, dtype)
+    for handle, box, local in reads:
+        handle.read_into(box, buf, local)
+    return buf
+
+
+def write_piece(buf: np.ndarray, handle: ArrayHandle, box: Box, local: tuple[slice, ...]) -> None:
+    """Write ``buf[local]`` into ``box`` of the target array."""
+    handle.write(box, buf[local])
+
+
+def keep_piece(buf: np.ndarray, local: tuple[slice, ...], region: Box) -> tuple[Box, np.ndarray]:
+    """A copy of ``buf[local]``: the piece of ``region`` of an output block kept for later."""
+    return region, buf[local].copy()
+
+
+def write_kept(buf: np.ndarray, local: tuple[slice, ...], region: Box, block: Box,
+               handle: ArrayHandle, box: Box, *kept: tuple[Box, np.ndarray]) -> None:
+    """Assemble output ``block`` from its kept pieces and ``buf[local]``, write it whole."""
+    shape = tuple(b - a for a, b in block)
+    out = np.empty(shape, buf.dtype)
+    for piece_region, data in (*kept, (region, buf[local])):
+        out[_local(piece_region, block)] = data
+    handle.write(box, out)
+
+
+def done(*args: Any) -> None:
+    """A token: every task it depends on has run."""
+    return None
+
+
+# -- building ------------------------------------------------------------------------
+
+
+def _local(region: Box, origin: Box) -> tuple[slice, ...]:
+    return tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(region, origin))
+
+
+def _shift(region: Box, offset: tuple[int, ...]) -> Box:
+    return tuple((a + o, b + o) for (a, b), o in zip(region, offset))
+
+
+def _region_shape(region: Box) -> tuple[int, ...]:
+    return tuple(b - a for a, b in region)
+
+
+class SubgraphBuilder:
+    """Accumulates the tasks of one or more jobs, chained one after the other."""
+
+    def __init__(self, handles: Sequence[ArrayHandle]) -> None:
+        self.handles = handles
+        self.tasks: dict[Key, Task] = {}
+        self.previous: Key | None = None
+        self.read_keys: list[Key] = []
+
+    def add_job(self, job: Job, plan: Plan) -> Key:
+        """Add the tasks of ``plan`` over ``job``; return the key of its final token."""
+        token = tokenize(sorted(map(str, job.keys)), plan.strategy, plan.buffer_shape,
+                         plan.order, plan.max_mem, job.in_chunks, job.out_chunks)
+        kept: dict[tuple[int, ...], list[Key]] = {}
+        self._out_grid = plan.out_grid
+        for number, ops in enumerate(plan.buffers()):
+            self.previous = self._add_buffer(job, ops, f"{token}-{number}", kept)
+        assert self.previous is not None
+        return self.previous
+
+    def _add_buffer(self, job: Job, ops: list[Any], name: str, kept: dict[tuple[int, ...], list[Key]]) -> Key:
+        load = ops[0]
+        assert isinstance(load, LoadBuffer)
+        region = load.region
+        read_key = f"dask_io-read-{name}"
+        reads = []
+        for op in ops:
+            if isinstance(op, Read):
+                handle, offset = job.sources.locate(op.region)
+                reads.append((self.handles[handle], _shift(op.region, offset), _local(op.region, region)))
+        after = () if self.previous is None else (TaskRef(self.previous),)
+        self.tasks[read_key] = Task(read_key, read_buffer, DataNode(None, reads),
+                                    DataNode(None, _region_shape(region)), DataNode(None, job.dtype), *after)
+        self.read_keys.append(read_key)
+        outputs = []
+        for i, op in enumerate(ops):
+            key = self._add_op(job, op, region, read_key, f"{name}-{i}", kept)
+            if key is not None:
+                outputs.append(key)
+        done_key = f"dask_io-done-{name}"
+        self.tasks[done_key] = Task(done_key, done, *[TaskRef(k) for k in outputs])
+        return done_key
+
+    def _add_op(self, job: Job, op: Any, region: Box, read_key: Key, name: str,
+                kept: dict[tuple[int, ...], list[Key]]) -> Key | None:
+        buf = TaskRef(read_key)
+        if isinstance(op, Write):
+            handle, offset = job.targets.locate(op.region)
+            key = f"dask_io-write-{name}"
+            self.tasks[key] = Task(key, write_piece, buf, DataNode(None, self.handles[handle]),
+                                   DataNode(None, _shift(op.region, offset)),
+                                   DataNode(None, _local(op.region, region)))
+            return key
+        if isinstance(op, Keep):
+            key = f"dask_io-keep-{name}"
+            self.tasks[key] = Task(key, keep_piece, buf, DataNode(None, _local(op.region, region)),
+                                   DataNode(None, op.region))
+            kept.setdefault(op.block, []).append(key)
+            return key
+        if isinstance(op, WriteKept):
+            block = self._out_grid.block_region(op.block)
+            handle, offset = job.targets.locate(block)
+            key = f"dask_io-writekept-{name}"
+            pieces = [TaskRef(k) for k in kept.pop(op.block, [])]
+            self.tasks[key] = Task(key, write_kept, buf, DataNode(None, _local(op.region, region)),
+                                   DataNode(None, op.region), DataNode(None, block),
+                                   DataNode(None, self.handles[handle]),
+                                   DataNode(None, _shift(block, offset)), *pieces)
+            return key
+        return None
+

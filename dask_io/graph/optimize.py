@@ -1,0 +1,88 @@
+"""``dask_io.optimize``: Dask's ``array_optimize`` hook, and ``dask_io.optimizing``.
+
+>>> import dask, dask_io                                               # doctest: +SKIP
+>>> with dask.config.set(array_optimize=dask_io.optimize):             # doctest: +SKIP
+...     da.store(x.rechunk((200, 300, 350)), target)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Hashable, Iterator
+from typing import Any
+
+import dask.config
+from dask.array.optimization import optimize as dask_optimize
+from dask.core import flatten
+from dask.highlevelgraph import HighLevelGraph
+
+from dask_io.graph.rewrite import rewrite
+from dask_io.graph.settings import check_query_planning, read_settings
+
+Key = Hashable
+_SETTINGS = {"strategy", "max_mem", "enabled", "cluster_reads"}
+
+
+def optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    """Rewrite the I/O of a dask array graph, then run Dask's own array optimizer.
+
+    Source → (rechunk, slicing, concatenate) → store patterns become a planned buffer
+    subgraph (``dask_io.strategy``, within ``dask_io.max-mem``); other reads of files
+    are clustered into buffer reads (``dask_io.cluster-reads``). A graph with nothing
+    to rewrite comes back exactly as :func:`dask.array.optimization.optimize` returns it.
+
+    Parameters
+    ----------
+    dsk : HighLevelGraph or dict
+        The graph, as Dask passes it to ``array_optimize``. It is not modified.
+    keys : list
+        The (possibly nested) output keys.
+    **kwargs
+        Passed on to :func:`dask.array.optimization.optimize`.
+
+    Returns
+    -------
+    dict
+        The optimized graph.
+
+    Examples
+    --------
+    >>> import dask                                                    # doctest: +SKIP
+    >>> dask.config.set(array_optimize=optimize)                      # doctest: +SKIP
+    """
+    settings = read_settings()
+    if settings.enabled and isinstance(dsk, HighLevelGraph):
+        flat = list(flatten(keys)) if isinstance(keys, (list, set, tuple)) else [keys]
+        rewritten = rewrite(dsk, flat, settings)
+        if rewritten is not None:
+            dsk = rewritten
+    return dask_optimize(dsk, keys, **kwargs)
+
+
+@contextlib.contextmanager
+def optimizing(**settings: Any) -> Iterator[None]:
+    """Enable the pass (``array_optimize=dask_io.optimize``) with ``dask_io.*`` settings.
+
+    Parameters
+    ----------
+    **settings
+        ``strategy``, ``max_mem`` (bytes or ``"4GiB"``), ``enabled``, ``cluster_reads``:
+        set as ``dask_io.<name>`` (underscores become dashes) inside the block.
+
+    Examples
+    --------
+    >>> with optimizing(strategy="keep", max_mem="2GiB"):              # doctest: +SKIP
+    ...     da.store(x.rechunk((200, 300, 350)), target)
+    """
+    unknown = set(settings) - _SETTINGS
+    if unknown:
+        raise TypeError(
+            f"optimizing() got unknown settings {sorted(unknown)}; expected some of {sorted(_SETTINGS)}"
+        )
+    check_query_planning()
+    values: dict[str, Any] = {"array_optimize": optimize}
+    for name, value in settings.items():
+        values[f"dask_io.{name.replace('_', '-')}"] = value
+    with dask.config.set(values):
+        read_settings()  # reject bad values before anything runs
+        yield

@@ -1,0 +1,114 @@
+"""The rewrite itself: find the patterns, plan them, splice the new layers in.
+
+The input graph is never modified: the result is a new HighLevelGraph that shares
+the untouched layers with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from dask._task_spec import Task, TaskRef
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+from dask_io.errors import InsufficientMemoryError
+from dask_io.graph.buffers import SubgraphBuilder
+from dask_io.graph.cluster import cluster_layer, needed_indices
+from dask_io.graph.jobs import build_jobs
+from dask_io.graph.recognize import Handles, find_atoms, find_sources, make_resolver
+from dask_io.graph.settings import Settings
+from dask_io.plan import plan_resplit
+
+Key = Hashable
+
+
+def stored(*after: Any) -> None:
+    """What a rewritten store task returns: nothing, once its data is written."""
+    return None
+
+
+class _Graph:
+    """Layers and dependencies being edited (copies of the input's)."""
+
+    def __init__(self, hlg: HighLevelGraph) -> None:
+        self.layers = dict(hlg.layers)
+        self.deps = {k: set(v) for k, v in hlg.dependencies.items()}
+        self.changed = False
+
+    def put(self, name: str, tasks: dict[Key, Any], deps: set[str], annotations: Any = None) -> None:
+        self.layers[name] = MaterializedLayer(tasks, annotations=annotations)
+        self.deps[name] = deps
+        self.changed = True
+
+    def build(self, keys: Sequence[Key] | None = None) -> HighLevelGraph:
+        """The edited graph; with ``keys``, only the layers they can reach.
+
+        Dask's ``HighLevelGraph.cull`` keeps every layer left once no key is wanted any
+        more, so layers nothing refers to (the file a rewritten source held) are
+        dropped here, by layer dependencies, which the rewrite keeps exact.
+        """
+        hlg = HighLevelGraph(self.layers, self.deps)
+        if keys is None:
+            return hlg
+        names = {k[0] if isinstance(k, tuple) else k for k in keys}
+        if not names <= self.layers.keys():
+            return hlg
+        return hlg.cull_layers(names)
+
+
+def rewrite(hlg: HighLevelGraph, keys: Sequence[Key], settings: Settings) -> HighLevelGraph | None:
+    """The rewritten graph, or None when nothing in ``hlg`` is recognised."""
+    handles = Handles()
+    sources = find_sources(hlg, handles)
+    if not sources:
+        return None
+    graph = _Graph(hlg)
+    _replace_resplits(hlg, graph, keys, sources, handles, settings)
+    if settings.cluster_reads:
+        _cluster_reads(graph, keys, sources, handles, settings)
+    return graph.build(keys) if graph.changed else None
+
+
+def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
+                      sources: dict[str, Any], handles: Handles, settings: Settings) -> None:
+    resolver = make_resolver(hlg, sources)
+    atoms = find_atoms(hlg, keys, resolver, handles)
+    builder = SubgraphBuilder(handles.handles)
+    done: dict[Key, Key] = {}
+    for job in build_jobs(atoms, handles.handles):
+        try:
+            plan = plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
+                                settings.max_mem, settings.strategy, job.layout)
+        except InsufficientMemoryError:
+            continue
+        final = builder.add_job(job, plan)
+        done.update(dict.fromkeys(job.keys, final))
+    if not done:
+        return
+    name = f"dask_io-resplit-{tokenize(sorted(builder.tasks, key=str))}"
+    graph.put(name, builder.tasks, set())
+    for layer_name in {a.layer for a in atoms if a.key in done}:
+        layer = hlg.layers[layer_name]
+        tasks = dict(layer)
+        for key in tasks:
+            if key in done:
+                tasks[key] = Task(key, stored, TaskRef(done[key]))
+        deps = {name} if all(k in done for k in tasks) else graph.deps[layer_name] | {name}
+        graph.put(layer_name, tasks, deps, layer.annotations)
+
+
+def _cluster_reads(graph: _Graph, keys: Sequence[Key], sources: dict[str, Any],
+                   handles: Handles, settings: Settings) -> None:
+    culled = graph.build().cull(set(keys))
+    for name, src in sources.items():
+        handle = handles[src.handle]
+        if handle.kind == "numpy" or name not in culled.layers:
+            continue
+        needed = needed_indices(culled.layers[name])
+        if not needed:
+            continue
+        tasks = cluster_layer(src, handle, needed, settings.cluster_bytes)
+        layer = graph.layers[name]
+        graph.put(name, tasks, set(), layer.annotations)
