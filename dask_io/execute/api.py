@@ -101,7 +101,9 @@ class Report:
         return "\n".join(lines)
 
 
-def _job(source: str, shape: tuple[int, ...], dtype: np.dtype[Any], grid: Grid, spec: TargetSpec) -> dict[str, Any]:
+def _job(
+    source: str, shape: tuple[int, ...], dtype: np.dtype[Any], grid: Grid, spec: TargetSpec
+) -> dict[str, Any]:
     record = {
         "source": os.path.abspath(source),
         "shape": shape,
@@ -136,8 +138,14 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def _choose_plan(
-    shape: tuple[int, ...], in_chunks: Any, out_chunks: Any, dtype: Any, max_mem: int,
-    strategy: str, layout: tuple[str, str], prefetch: bool | None,
+    shape: tuple[int, ...],
+    in_chunks: Any,
+    out_chunks: Any,
+    dtype: Any,
+    max_mem: int,
+    strategy: str,
+    layout: tuple[str, str],
+    prefetch: bool | None,
 ) -> tuple[Plan, bool]:
     """The plan, and whether a second buffer for read-ahead fits in ``max_mem``.
 
@@ -151,7 +159,9 @@ def _choose_plan(
         return plan, True
     if prefetch is None:
         try:
-            small = plan_resplit(shape, in_chunks, out_chunks, dtype, int(max_mem * 0.6), strategy, layout)
+            small = plan_resplit(
+                shape, in_chunks, out_chunks, dtype, int(max_mem * 0.6), strategy, layout
+            )
         except ValueError:
             return plan, False
         if _prefetch_mem(small) <= max_mem and small.cost.seeks <= plan.cost.seeks:
@@ -246,12 +256,24 @@ def resplit(
 
 
 def _execute(
-    plan: Plan, src: Any, spec: TargetSpec, job: dict[str, Any], resume: bool,
-    overwrite: bool, prefetch: bool, progress: bool, start: float, source: str,
+    plan: Plan,
+    src: Any,
+    spec: TargetSpec,
+    job: dict[str, Any],
+    resume: bool,
+    overwrite: bool,
+    prefetch: bool,
+    progress: bool,
+    start: float,
+    source: str,
 ) -> Report:
     if overwrite:
         spec.remove()
-    dst = spec.resume(plan.out_grid, plan.dtype) if resume else spec.create(plan.out_grid, plan.dtype, job)
+    dst = (
+        spec.resume(plan.out_grid, plan.dtype)
+        if resume
+        else spec.create(plan.out_grid, plan.dtype, job)
+    )
     removed = dst.discard_partial()
     skipped = len(dst.completed)
     before_r, before_w = src.counters.as_dict(), dst.counters.as_dict()
@@ -268,8 +290,17 @@ def _execute(
     written = _since(dst.counters, before_w)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return Report(
-        plan, read + written, read, written, time.perf_counter() - start, source,
-        spec.display, prefetch, skipped, rss, removed,
+        plan,
+        read + written,
+        read,
+        written,
+        time.perf_counter() - start,
+        source,
+        spec.display,
+        prefetch,
+        skipped,
+        rss,
+        removed,
     )
 
 
@@ -310,7 +341,9 @@ def split(
             f"split writes a block store, but target {os.fspath(target)!r} is a {spec.kind} "
             "array; expected a directory path (use resplit for other targets)"
         )
-    return resplit(source, target, out_chunks, max_mem, strategy, format, progress, overwrite, **kwargs)
+    return resplit(
+        source, target, out_chunks, max_mem, strategy, format, progress, overwrite, **kwargs
+    )
 
 
 def merge(

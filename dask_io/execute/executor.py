@@ -153,7 +153,9 @@ class Executor:
         staging = self._staging[slot]
         for op in ops[1:]:
             if isinstance(op, Read):
-                self.source.read(op.block, op.region, view[local_region(op.region, origin)], staging)
+                self.source.read(
+                    op.block, op.region, view[local_region(op.region, origin)], staging
+                )
         return view
 
     def _apply(self, ops: Buffer, view: npt.NDArray[Any], staging: int = 0) -> None:

@@ -134,7 +134,7 @@ def local_region(region: Region, origin: Sequence[int]) -> tuple[slice, ...]:
     >>> local_region(((2, 5), (0, 3)), (2, 0))
     (slice(0, 3, None), slice(0, 3, None))
     """
-    return tuple(slice(a - o, b - o) for (a, b), o in zip(region, origin))
+    return tuple(slice(a - o, b - o) for (a, b), o in zip(region, origin, strict=False))
 
 
 def region_nbytes(region: Region, itemsize: int) -> int:
@@ -149,7 +149,9 @@ def gather(pieces: Pieces, region: Region, dest: npt.NDArray[Any]) -> None:
     """Copy into ``dest`` (an array of ``region``'s shape) the parts of ``pieces`` inside it."""
     origin = [a for a, _ in region]
     for piece_region, data in pieces:
-        common = tuple((max(a, c), min(b, d)) for (a, b), (c, d) in zip(region, piece_region))
+        common = tuple(
+            (max(a, c), min(b, d)) for (a, b), (c, d) in zip(region, piece_region, strict=False)
+        )
         if any(lo >= hi for lo, hi in common):
             continue
         src = data[local_region(common, [c for c, _ in piece_region])]
@@ -159,6 +161,6 @@ def gather(pieces: Pieces, region: Region, dest: npt.NDArray[Any]) -> None:
 def single_view(pieces: Pieces, region: Region) -> npt.NDArray[Any] | None:
     """The view of ``region`` in the one piece that holds all of it, or None."""
     for piece_region, data in pieces:
-        if all(c <= a and b <= d for (a, b), (c, d) in zip(region, piece_region)):
+        if all(c <= a and b <= d for (a, b), (c, d) in zip(region, piece_region, strict=False)):
             return data[local_region(region, [c for c, _ in piece_region])]
     return None

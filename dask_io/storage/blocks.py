@@ -52,7 +52,9 @@ def read_manifest(path: str) -> dict[str, Any]:
         raise StoreNotFoundError(f"{fn!r} is not a readable manifest: {e}") from None
     missing = [k for k in ("format", "shape", "chunks", "dtype") if k not in data]
     if data.get("dask_io") != "block-store" or missing:
-        raise StoreMismatchError(f"{fn!r} is not a dask_io block-store manifest (missing {missing})")
+        raise StoreMismatchError(
+            f"{fn!r} is not a dask_io block-store manifest (missing {missing})"
+        )
     if data["format"] not in FORMATS:
         raise StoreMismatchError(
             f"{fn!r} has format={data['format']!r}; expected one of {sorted(FORMATS)}"

@@ -91,7 +91,9 @@ class TargetSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_path(cls, path: str, format: str | None = None, default_blocks: str = "npy") -> TargetSpec:
+    def from_path(
+        cls, path: str, format: str | None = None, default_blocks: str = "npy"
+    ) -> TargetSpec:
         """The target named by ``path`` and ``format`` (see the module docstring)."""
         path = os.fspath(path)
         if format is not None and format not in FORMATS:
@@ -191,7 +193,9 @@ class TargetSpec:
 
     def resume(self, grid: Grid, dtype: np.dtype[Any]) -> Any:
         """Reopen the interrupted target, checking it is the same array."""
-        store: Any = BlockStore.resume(self.path) if self.kind == "blocks" else ZarrStore.resume(self.path)
+        store: Any = (
+            BlockStore.resume(self.path) if self.kind == "blocks" else ZarrStore.resume(self.path)
+        )
         if store.grid.chunks != grid.chunks or store.dtype != dtype:
             raise StoreMismatchError(
                 f"the unfinished target {self.path!r} has chunks {store.grid.block_shape} of "

@@ -76,7 +76,7 @@ class RawBlocks:
         """Read ``region`` of ``block`` into ``out`` in the runs the cost model counts."""
         raw = self.raw(block)
         origin = tuple(a for a, _ in self.grid.block_region(block))
-        local = tuple((a - o, b - o) for (a, b), o in zip(region, origin))
+        local = tuple((a - o, b - o) for (a, b), o in zip(region, origin, strict=False))
         fd = os.open(raw.path, os.O_RDONLY)
         self.counters.add(opens=1)
         try:
@@ -96,7 +96,7 @@ class RawBlocks:
             raise PermissionError(f"store {self.path!r} is open read-only")
         block_region = self.grid.block_region(block)
         origin = tuple(a for a, _ in block_region)
-        local = tuple((a - o, b - o) for (a, b), o in zip(region, origin))
+        local = tuple((a - o, b - o) for (a, b), o in zip(region, origin, strict=False))
         fd, raw = self._open_for_write(block, block_region)
         try:
             write_region(raw, fd, local, origin, region, pieces, staging, self.counters)

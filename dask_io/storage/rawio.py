@@ -122,12 +122,12 @@ class _RunLayout:
 def run_layout(arr: RawArray, local: Region) -> _RunLayout:
     """How ``local`` (a region in the array's own coordinates) splits into runs."""
     last = -1
-    for d, ((a, b), n) in enumerate(zip(local, arr.shape)):
+    for d, ((a, b), n) in enumerate(zip(local, arr.shape, strict=False)):
         if (a, b) != (0, n):
             last = d
     split = max(last, 0)
     strides = arr.strides
-    start = arr.offset + sum(a * s for (a, _), s in zip(local, strides))
+    start = arr.offset + sum(a * s for (a, _), s in zip(local, strides, strict=False))
     ext = [b - a for a, b in local]
     run_bytes = math.prod(ext[split:]) * arr.dtype.itemsize
     return _RunLayout(split, start, strides[:split], run_bytes, math.prod(ext[:split]))
@@ -144,7 +144,7 @@ def _move(mover: _Mover, arr: RawArray, local: Region, mem: npt.NDArray[Any]) ->
         return 1
     outer_steps = lay.steps[:-1]
     for idx in _outer(mem.shape[: lay.split - 1]):
-        pos = lay.start + sum(i * s for i, s in zip(idx, outer_steps))
+        pos = lay.start + sum(i * s for i, s in zip(idx, outer_steps, strict=False))
         mover.batch(mem[idx], pos, lay.steps[-1])
     return lay.nruns
 
@@ -195,8 +195,11 @@ def _write_gathered(
     lay = run_layout(arr, local)
     ext = tuple(b - a for a, b in local)
     for idx in _outer(ext[: lay.split]):
-        sub = tuple((a + i, a + i + 1) for (a, _), i in zip(local, idx)) + local[lay.split :]
-        pos = lay.start + sum(i * s for i, s in zip(idx, lay.steps))
+        sub = (
+            tuple((a + i, a + i + 1) for (a, _), i in zip(local, idx, strict=False))
+            + local[lay.split :]
+        )
+        pos = lay.start + sum(i * s for i, s in zip(idx, lay.steps, strict=False))
         _gather_run(mover, arr, sub, pos, origin, pieces)
 
 
@@ -210,7 +213,7 @@ def _gather_run(
 ) -> None:
     """Write the contiguous run ``sub``, cutting it along its first long axis to fit staging."""
     nbytes = int(np.prod([b - a for a, b in sub])) * arr.dtype.itemsize
-    region = tuple((a + o, b + o) for (a, b), o in zip(sub, origin))
+    region = tuple((a + o, b + o) for (a, b), o in zip(sub, origin, strict=False))
     if nbytes <= mover.staging.nbytes:
         shape = tuple(b - a for a, b in sub)
         tmp = mover.staging[:nbytes].view(arr.dtype).reshape(shape)

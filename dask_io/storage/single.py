@@ -182,6 +182,8 @@ class HDF5Chunked:
         staging: npt.NDArray[np.uint8] | None = None,
     ) -> None:
         """Write ``region`` of chunk ``block`` through h5py (HDF5 updates partial chunks)."""
+        if not self.writable:
+            raise PermissionError(f"store {self.path!r} is open read-only")
         data = single_view(pieces, region)
         if data is None:
             data = np.empty([b - a for a, b in region], self.dtype)

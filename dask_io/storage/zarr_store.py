@@ -92,6 +92,13 @@ class ZarrStore:
         unit = regular_chunks(grid)
         if inner_chunks is not None and zarr_format != 3:
             raise InvalidChunksError("sharded Zarr arrays need zarr_format=3")
+        if inner_chunks is not None and (
+            len(inner_chunks) != len(unit)
+            or any(s % c for s, c in zip(unit, inner_chunks, strict=False))
+        ):
+            raise InvalidChunksError(
+                f"inner_chunks={tuple(inner_chunks)} must divide the shard shape {unit}"
+            )
         store = cls(path, grid, dtype, writable=True)
         store.job = dict(job or {})
         zarr.create_array(
@@ -153,6 +160,8 @@ class ZarrStore:
         staging: npt.NDArray[np.uint8] | None = None,
     ) -> None:
         """Write ``region`` of chunk ``block`` (zarr reads the chunk back if partial)."""
+        if not self.writable:
+            raise PermissionError(f"store {self.path!r} is open read-only")
         data = single_view(pieces, region)
         if data is None:
             data = np.empty([b - a for a, b in region], self.dtype)
@@ -163,9 +172,7 @@ class ZarrStore:
         with self._lock:
             rmw = n if (not whole and block in self._touched) else 0
             self._touched.add(block)
-        self.counters.add(
-            opens=1, runs=1, write_runs=1, syscalls=1, bytes_written=n, rmw_bytes=rmw
-        )
+        self.counters.add(opens=1, runs=1, write_runs=1, syscalls=1, bytes_written=n, rmw_bytes=rmw)
 
     # -- progress -------------------------------------------------------------------
     def write_progress(self) -> None:

@@ -1,0 +1,1 @@
+"""Test helpers: sample data generators, store conformance checks, assert helpers."""
