@@ -301,13 +301,12 @@ def join_buckets(
     >>> join_buckets([("a", 1)], [("a", 2), ("b", 3)], (None, None), (None, None), "outer")
     [('a', (1, 2)), ('b', (None, 3))]
     """
+    right = as_list(right)
     index = build_index(right, *right_getters)
     matched: set[Any] | None = set() if how in ("right", "outer") else None
     out = probe_index(left, *left_getters, index, how, matched)
     if matched is not None:
-        for k, ws in index.items():
-            if k not in matched:
-                out.extend((k, (None, w)) for w in ws)
+        out.extend((k, (None, w)) for k, w in iter_pairs(right, *right_getters) if k not in matched)
     return out
 
 
@@ -355,11 +354,13 @@ def merge_join_sorted(
             if keep_right:
                 out.extend((rcur[0], (None, w)) for w in rcur[1])
             rcur = next(rg, None)
-    while keep_left and lcur is not None:
-        out.extend((lcur[0], (v, None)) for v in lcur[1])
+    while lcur is not None:  # drained even when unused, to check the order
+        if keep_left:
+            out.extend((lcur[0], (v, None)) for v in lcur[1])
         lcur = next(lg, None)
-    while keep_right and rcur is not None:
-        out.extend((rcur[0], (None, w)) for w in rcur[1])
+    while rcur is not None:
+        if keep_right:
+            out.extend((rcur[0], (None, w)) for w in rcur[1])
         rcur = next(rg, None)
     return out
 
