@@ -321,7 +321,7 @@ def _hash_numeric(values: npt.NDArray[Any], keys: tuple[int, ...]) -> UInt64Arra
     if kind == "b":
         return _hash_words(values.astype(np.uint64), keys[_TAG_INT])
     if kind == "i":
-        return _hash_words(values.astype(np.int64).view(np.uint64), keys[_TAG_INT])
+        return _hash_words(values.astype(np.int64, copy=False).view(np.uint64), keys[_TAG_INT])
     if kind == "u":
         return _hash_uint_array(values, keys)
     return _hash_float_array(values, keys)
