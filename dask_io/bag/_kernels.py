@@ -485,8 +485,8 @@ def reservoir_sample(
 
     recs = as_list(records)
     total = len(recs)
-    if total <= n:
-        return total, list(recs)
+    if total <= n or n == 0:
+        return total, list(recs[:n])
     rng = make_rng(seed, STREAM_RESERVOIR, index)
     sample = recs[:n]
     w = math.exp(math.log(1.0 - rng.random()) / n)
