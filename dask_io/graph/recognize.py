@@ -13,7 +13,7 @@ Recognition goes by layer type and task function, never by key names:
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,23 +170,24 @@ def make_resolver(hlg: HighLevelGraph, sources: dict[str, SourceLayer]) -> Resol
     return Resolver(chain.__getitem__, source_view_function(sources))
 
 
-def find_atoms(
-    hlg: HighLevelGraph, keys: Iterable[Key], resolver: Resolver, handles: Handles
-) -> list[Atom]:
-    """The copies done by the requested sink tasks whose input is a view of sources."""
-    wanted = set(keys)
+def find_atoms(hlg: HighLevelGraph, resolver: Resolver, handles: Handles) -> list[Atom]:
+    """The copies done by the sink tasks (of culled sink layers: the tasks they still
+    hold) whose input is a view of sources.
+
+    Sink keys are rarely the requested keys (``compute`` asks for a finalize task
+    that gathers them), so every sink task of the graph is considered.
+    """
     atoms: list[Atom] = []
     for name, layer in hlg.layers.items():
         if not isinstance(layer, Blockwise) or layer.task.func is not load_store_chunk:
             continue
         for key in layer.get_output_keys():
-            if key in wanted:
-                atoms.extend(_sink_atoms(name, key, layer[key], resolver, handles))
+            atoms.extend(_sink_atoms(hlg, name, key, layer[key], resolver, handles))
     return atoms
 
 
 def _sink_atoms(
-    layer: str, key: Key, task: Any, resolver: Resolver, handles: Handles
+    hlg: HighLevelGraph, layer: str, key: Key, task: Any, resolver: Resolver, handles: Handles
 ) -> list[Atom]:
     if not isinstance(task, Task) or task.func is not load_store_chunk or len(task.args) != 3:
         return []
@@ -194,7 +195,8 @@ def _sink_atoms(
     if kw.get("return_stored") or set(kw) - {"region", "lock", "return_stored", "load_stored"}:
         return []
     source, target, index = task.args
-    target, index = _unwrap(target), _unwrap(index)
+    target = _original(hlg, layer, target) if isinstance(target, TaskRef) else _unwrap(target)
+    index = _unwrap(index)
     if not isinstance(source, TaskRef) or not _is_arraylike(target):
         return []
     if not hasattr(target, "__setitem__") or getattr(target.dtype, "hasobject", True):
@@ -206,6 +208,11 @@ def _sink_atoms(
     view = resolver.resolve(source.key)
     if view is None or view.shape != tuple(b - a for a, b in abox):
         return []
+    if len(target.shape) != len(abox) or any(
+        s + b > n for s, (_, b), n in zip(shift, abox, target.shape)
+    ):
+        return []  # out of the target's bounds: Dask reports it
+
     tgt = handles.add(target, writable=True, lock=kw.get("lock"))
     out = []
     for p in view.pieces:

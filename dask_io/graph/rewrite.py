@@ -74,7 +74,7 @@ def rewrite(hlg: HighLevelGraph, keys: Sequence[Key], settings: Settings) -> Hig
 def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
                       sources: dict[str, Any], handles: Handles, settings: Settings) -> None:
     resolver = make_resolver(hlg, sources)
-    atoms = find_atoms(hlg, keys, resolver, handles)
+    atoms = find_atoms(hlg, resolver, handles)
     builder = SubgraphBuilder(handles.handles)
     done: dict[Key, Key] = {}
     for job in build_jobs(atoms, handles.handles):
