@@ -102,11 +102,13 @@ def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
 def _cluster_reads(graph: _Graph, keys: Sequence[Key], sources: dict[str, Any],
                    handles: Handles, settings: Settings) -> None:
     culled = graph.build().cull(set(keys))
+    # HighLevelGraph.cull names each layer "<name>-<token of the keys>"
+    by_name = {name.rsplit("-", 1)[0]: layer for name, layer in culled.layers.items()}
     for name, src in sources.items():
         handle = handles[src.handle]
-        if handle.kind == "numpy" or name not in culled.layers:
+        if handle.kind == "numpy" or name not in by_name:
             continue
-        needed = needed_indices(culled.layers[name])
+        needed = needed_indices(by_name[name])
         if not needed:
             continue
         tasks = cluster_layer(src, handle, needed, settings.cluster_bytes)
