@@ -31,6 +31,8 @@ from dask_io.storage.endpoints import TargetSpec, existing_error, open_source
 
 __all__ = ["Report", "merge", "resplit", "split"]
 
+REPLAN_MIN_BYTES = 64 << 20  # below this, planning again for read-ahead is not worth it
+
 
 @dataclass
 class Report:
@@ -149,15 +151,16 @@ def _choose_plan(
 ) -> tuple[Plan, bool]:
     """The plan, and whether a second buffer for read-ahead fits in ``max_mem``.
 
-    With ``prefetch=None`` (auto), a plan for a smaller budget is also tried: it is
-    taken when it costs no more seeks and leaves room for the second buffer.
+    With ``prefetch=None`` (auto), for arrays of 64 MiB or more, a plan for 60 % of the
+    budget is also tried: it is taken when it costs no more seeks and leaves room for
+    the second buffer.
     """
     plan = plan_resplit(shape, in_chunks, out_chunks, dtype, max_mem, strategy, layout)
     if prefetch is False:
         return plan, False
     if _prefetch_mem(plan) <= max_mem:
         return plan, True
-    if prefetch is None:
+    if prefetch is None and math.prod(shape) * plan.dtype.itemsize >= REPLAN_MIN_BYTES:
         try:
             small = plan_resplit(
                 shape, in_chunks, out_chunks, dtype, int(max_mem * 0.6), strategy, layout
@@ -166,6 +169,8 @@ def _choose_plan(
             return plan, False
         if _prefetch_mem(small) <= max_mem and small.cost.seeks <= plan.cost.seeks:
             return small, True
+        return plan, False
+    if prefetch is None:
         return plan, False
     raise InvalidChunksError(
         f"prefetch=True needs {format_bytes(_prefetch_mem(plan))} (a second buffer and staging "

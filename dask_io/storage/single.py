@@ -123,6 +123,7 @@ class HDF5Chunked:
         self.counters = IOCounters()
         self.completed: set[BlockIndex] = set()
         self._file: Any = None
+        self._touched: set[BlockIndex] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -191,7 +192,14 @@ class HDF5Chunked:
         with self._lock:
             self._ds()[tuple(slice(a, b) for a, b in region)] = data
         n = region_nbytes(self.grid.block_region(block), self.dtype.itemsize)
-        self.counters.add(opens=1, runs=1, write_runs=1, syscalls=1, bytes_written=n)
+        with self._lock:
+            whole = region == self.grid.block_region(block)
+            rmw = n if (not whole and block in self._touched) else 0
+            self._touched.add(block)
+        runs = 2 if rmw else 1  # cost model: a partial chunk update reads the chunk back
+        self.counters.add(
+            opens=1, runs=runs, write_runs=runs, syscalls=runs, bytes_written=n, rmw_bytes=rmw
+        )
 
     def commit(self, block: BlockIndex) -> None:
         """Record ``block`` complete (the file becomes durable as a whole at the end)."""

@@ -172,7 +172,10 @@ class ZarrStore:
         with self._lock:
             rmw = n if (not whole and block in self._touched) else 0
             self._touched.add(block)
-        self.counters.add(opens=1, runs=1, write_runs=1, syscalls=1, bytes_written=n, rmw_bytes=rmw)
+        runs = 2 if rmw else 1  # a read-modify-write reads the chunk back first
+        self.counters.add(
+            opens=1, runs=runs, write_runs=runs, syscalls=runs, bytes_written=n, rmw_bytes=rmw
+        )
 
     # -- progress -------------------------------------------------------------------
     def write_progress(self) -> None:
