@@ -51,7 +51,7 @@ def _store_graph(f, chunks=(16, 16, 16)):
 
 
 def test_rechunk_replaced_by_planned_buffers(volume):
-    data, f = volume
+    _, f = volume
     stored, keys = _store_graph(f)
     with dask.config.set({"dask_io.max-mem": MAX_MEM}):
         graph = _unfused(stored.dask, keys)
@@ -134,13 +134,13 @@ def test_optimizing_sets_and_restores_config():
 
 
 def test_optimizing_rejects_bad_settings():
-    with pytest.raises(TypeError, match="unknown settings.*'colour'"), optimizing(colour="red"):
+    with pytest.raises(TypeError, match=r"unknown settings.*'colour'"), optimizing(colour="red"):
         pass
-    with pytest.raises(ValueError, match="dask_io.strategy='fastest' is unknown"), optimizing(
+    with pytest.raises(ValueError, match=r"dask_io\.strategy='fastest' is unknown"), optimizing(
         strategy="fastest"
     ):
         pass
-    with pytest.raises(ValueError, match="dask_io.max-mem='lots' is not a size"), optimizing(
+    with pytest.raises(ValueError, match=r"dask_io\.max-mem='lots' is not a size"), optimizing(
         max_mem="lots"
     ):
         pass
@@ -175,7 +175,7 @@ def test_no_warning_without_query_planning():
 
 
 def test_cluster_reads_one_task_per_buffer(volume):
-    data, f = volume
+    _, f = volume
     x = da.from_array(f["x"], chunks=(8, 8, 10))
     y = (x + 1).sum(axis=0)
     keys = y.__dask_keys__()
@@ -189,7 +189,7 @@ def test_cluster_reads_one_task_per_buffer(volume):
 
 
 def test_cluster_reads_keep_culling(volume):
-    data, f = volume
+    _, f = volume
     x = da.from_array(f["x"], chunks=(8, 8, 10))
     y = x[:8, :8, :10] * 2
     keys = y.__dask_keys__()
