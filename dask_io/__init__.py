@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _LAZY = {
     "plan_resplit": "dask_io.plan",
+    "Report": "dask_io.api",
     "Plan": "dask_io.plan",
     "Cost": "dask_io.plan",
     "resplit": "dask_io.api",

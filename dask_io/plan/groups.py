@@ -75,7 +75,7 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -130,9 +130,13 @@ class Group:
         return tuple(int(i) + a for i, (a, _) in zip(local, self.out_blocks, strict=True))
 
     def plan(self, dtype: Any, max_mem: int, layout: Any = "chunked", strategy: str = "auto") -> Plan:
-        """The sequential plan of this group's sub-problem, in group coordinates."""
-        return plan_resplit(self.shape, self.in_chunks, self.out_chunks, dtype, max_mem,
-                            strategy=strategy, layout=layout)
+        """The sequential plan of this group's sub-problem, in group coordinates.
+
+        Plans are cached per process (sub-problems repeat across groups and jobs).
+        """
+        pair = (layout, layout) if isinstance(layout, str) else tuple(layout)
+        return _plan_cached(self.shape, self.in_chunks, self.out_chunks, np.dtype(dtype).str,
+                            int(max_mem), pair, strategy)
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,7 @@ class GroupPlan:
     @property
     def needs_intermediate(self) -> bool:
         return bool(self.seams)
+
 
     def plan_of(self, group: Group) -> Plan:
         """The sequential plan of ``group`` (made on first use, cached per sub-problem)."""
@@ -267,6 +272,14 @@ class GroupPlan:
             f"pieces={self.n_pieces} intermediate={format_bytes(self.seam_bytes)} "
             f"peak_mem={format_bytes(self.peak_mem)}>"
         )
+
+
+@lru_cache(maxsize=512)
+def _plan_cached(shape: tuple[int, ...], in_chunks: tuple[tuple[int, ...], ...],
+                 out_chunks: tuple[tuple[int, ...], ...], dtype: str, max_mem: int,
+                 layout: tuple[str, str], strategy: str) -> Plan:
+    return plan_resplit(shape, in_chunks, out_chunks, dtype, max_mem, strategy=strategy,
+                        layout=layout)
 
 
 # -- cut selection -------------------------------------------------------------

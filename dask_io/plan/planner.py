@@ -220,8 +220,14 @@ class _Problem:
 
 
 def _evaluate(
-    pb: _Problem, bounds: st.Bounds, order: tuple[int, ...], keep: bool, min_priority: float = 0.0
-) -> tuple[Cost, int]:
+    pb: _Problem,
+    bounds: st.Bounds,
+    order: tuple[int, ...],
+    keep: bool,
+    min_priority: float = 0.0,
+    limit: int | None = None,
+) -> tuple[Cost, int] | None:
+    """The exact cost of a plan, or None when it cannot cost fewer than ``limit`` seeks."""
     isz = pb.itemsize
     in_pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.in_grid.bounds)]
     out_pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.out_grid.bounds)]
@@ -229,9 +235,14 @@ def _evaluate(
     buf = st.buffer_elems(bounds)
     n_buffers = math.prod(len(b) - 1 for b in bounds)
     cap = pb.avail - buf if keep else 0
+    read_seeks = read.opens + read.runs
+    if limit is not None and read_seeks + 2 * pb.out_grid.nblocks >= limit:
+        return None
     if cap > 0:
         sim = WriteSimulator(out_pairs, order, isz, pb.layout[1] == "chunked", cap, min_priority)
-        w = sim.totals()
+        w = sim.totals(None if limit is None else limit - read_seeks)
+        if w is None:
+            return None
         opens, runs, nbytes, rmw, kept = w.opens, w.runs, w.nbytes, w.rmw_bytes, w.kept_peak
     else:
         ws = side_cost(out_pairs, isz, pb.layout[1] == "chunked", write=True)
@@ -262,8 +273,12 @@ def _make(
     order: tuple[int, ...],
     keep: bool,
     min_priority: float = 0.0,
-) -> Plan:
-    cost, cap = _evaluate(pb, bounds, order, keep, min_priority)
+    limit: int | None = None,
+) -> Plan | None:
+    result = _evaluate(pb, bounds, order, keep, min_priority, limit)
+    if result is None:
+        return None
+    cost, cap = result
     return Plan(pb.in_grid, pb.out_grid, pb.dtype, pb.max_mem, pb.layout, strategy,
                 bounds, order, cost, kept_cap=cap, min_priority=min_priority)
 
@@ -291,32 +306,49 @@ def _plan_simple(pb: _Problem, strategy: str) -> Plan | None:
         bounds = st.grow_whole_blocks(pb.out_grid, shape, pb.avail)
     if bounds is None or st.buffer_elems(bounds) > pb.avail:
         return None
-    return _make(pb, strategy, bounds, _c_order(pb), keep=False)
+    return _make(pb, strategy, bounds, _c_order(pb), keep=False)  # never None without a limit
 
 
 def _plan_keep(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
     """Search buffer partitions, buffer orders and keep thresholds; keep the cheapest.
 
-    Every candidate is scored by exact simulation: first each partition with its
-    default and C buffer orders over a few keep thresholds, then the best few with
-    every other order.
+    Every candidate is scored by exact simulation, largest buffers first: each
+    partition with its default and C buffer orders over a few keep thresholds,
+    then the best few with every other order. A candidate is dropped as soon as
+    its seeks pass the best found so far.
     """
     extra = [p.buffer_bounds for p in simple if p is not None]
+    candidates = sorted(
+        st.keep_candidates(pb.in_grid, pb.out_grid, pb.avail, extra), key=st.buffer_elems,
+        reverse=True,
+    )
+    best = min((p for p in simple if p is not None), key=lambda p: _score(p.cost), default=None)
     scored: list[Plan] = []
-    for bounds in st.keep_candidates(pb.in_grid, pb.out_grid, pb.avail, extra):
+    for bounds in candidates:
         for order in st.buffer_orders(bounds, pb.out_grid)[:2]:
             for level in _priority_levels(pb, bounds, order):
-                scored.append(_make(pb, "keep", bounds, order, True, level))
-    if not scored:
-        return None
+                plan = _make(pb, "keep", bounds, order, True, level, _limit(best))
+                if plan is not None:
+                    scored.append(plan)
+                    if best is None or _score(plan.cost) < _score(best.cost):
+                        best = plan
     scored.sort(key=lambda p: _score(p.cost))
-    best = scored[0]
     for plan in _distinct_bounds(scored)[:3]:
         for order in st.buffer_orders(plan.buffer_bounds, pb.out_grid)[2:]:
-            other = _make(pb, "keep", plan.buffer_bounds, order, True, plan.min_priority)
-            if _score(other.cost) < _score(best.cost):
+            other = _make(
+                pb, "keep", plan.buffer_bounds, order, True, plan.min_priority, _limit(best)
+            )
+            if other is not None and best is not None and _score(other.cost) < _score(best.cost):
                 best = other
+    if best is None:
+        return None
+    if best.strategy != "keep":  # keeping adds nothing: the same buffers, keeping nothing
+        best = _make(pb, "keep", best.buffer_bounds, best.order, True)
     return best
+
+
+def _limit(best: Plan | None) -> int | None:
+    return None if best is None else best.cost.seeks
 
 
 def _distinct_bounds(plans: Sequence[Plan]) -> list[Plan]:

@@ -165,10 +165,15 @@ class WriteSimulator:
         for idx in np.ndindex(*perm_shape):
             yield tuple(idx[i] for i in inverse)
 
-    def totals(self) -> WriteTotals:
-        """Run the whole simulation and return its write totals."""
+    def totals(self, limit: int | None = None) -> WriteTotals | None:
+        """Run the whole simulation and return its write totals.
+
+        With ``limit``, stop and return None as soon as the seeks of the writes
+        (opens + runs) reach it: the caller already has a plan at least as cheap.
+        """
         for _ in self.decisions():
-            pass
+            if limit is not None and self._totals.opens + self._totals.runs >= limit:
+                return None
         return self._totals
 
     def decisions(self) -> Iterator[BufferDecision]:

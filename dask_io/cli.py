@@ -1,0 +1,139 @@
+"""The ``dask-io`` command: ``plan`` here; ``resplit``, ``split``, ``merge``, ``demo`` in
+:mod:`dask_io._cli_run`.
+
+Bad input prints one line on stderr and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from dask_io.errors import DaskIOError
+from dask_io.plan import STRATEGIES, Plan, format_bytes, plan_resplit
+
+COLUMNS = ("opens", "runs", "seeks", "bytes_read", "bytes_written", "peak_mem", "n_buffers")
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        values = ()
+    if not values:
+        raise DaskIOError(f"{name}={text!r} is not a shape; expected integers like 350,350,350")
+    return values
+
+
+def _plan_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Plan]:
+    shape = _ints(args.shape, "--shape")
+    in_chunks = _ints(args.in_chunks, "--in-chunks")
+    out_chunks = _ints(args.out_chunks, "--out-chunks")
+    layout = args.layout
+    chosen = plan_resplit(shape, in_chunks, out_chunks, args.dtype, args.max_mem, args.strategy,
+                          layout)
+    rows = []
+    for name in STRATEGIES:
+        start = time.perf_counter()
+        try:
+            plan: Plan | str = plan_resplit(shape, in_chunks, out_chunks, args.dtype,
+                                            args.max_mem, name, layout)
+        except DaskIOError as e:
+            plan = str(e)
+        elapsed = time.perf_counter() - start
+        row: dict[str, Any] = {"strategy": name, "planning_time": round(elapsed, 4)}
+        if isinstance(plan, str):
+            row["infeasible"] = plan
+        else:
+            row.update({k: v for k, v in plan.cost.to_dict().items() if k in COLUMNS})
+            row["n_buffers"] = plan.n_buffers
+            row["buffer_shape"] = list(plan.buffer_shape)
+            row["chosen"] = plan.strategy == chosen.strategy
+        rows.append(row)
+    return rows, chosen
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    rows, chosen = _plan_rows(args)
+    lower = chosen.in_grid.nblocks + chosen.out_grid.nblocks
+    if args.json:
+        out = {
+            "shape": list(chosen.shape),
+            "in_chunks": list(chosen.in_grid.block_shape),
+            "out_chunks": list(chosen.out_grid.block_shape),
+            "dtype": chosen.dtype.name,
+            "max_mem": chosen.max_mem,
+            "lower_bound": {"runs": lower, "opens": lower, "seeks": 2 * lower},
+            "chosen": chosen.strategy,
+            "strategies": rows,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"array {chosen.shape} {chosen.dtype.name} = "
+          f"{format_bytes(_nbytes(chosen))}; "
+          f"{chosen.in_grid.nblocks} input blocks {chosen.in_grid.block_shape} -> "
+          f"{chosen.out_grid.nblocks} output blocks {chosen.out_grid.block_shape}; "
+          f"max_mem {format_bytes(chosen.max_mem)}")
+    header = (f"  {'strategy':<10} {'opens':>10} {'runs':>14} {'seeks':>14} {'x lower':>9} "
+              f"{'read':>10} {'written':>10} {'peak mem':>10} {'buffers':>8} {'plan s':>7}  buffer")
+    print(header)
+    print(f"  {'lower':<10} {lower:>10,} {lower:>14,} {2 * lower:>14,} {1:>9.2f}")
+    for r in rows:
+        mark = "*" if r.get("chosen") else " "
+        if "infeasible" in r:
+            print(f"{mark} {r['strategy']:<10} infeasible: {r['infeasible']}")
+            continue
+        print(f"{mark} {r['strategy']:<10} {r['opens']:>10,} {r['runs']:>14,} {r['seeks']:>14,} "
+              f"{r['seeks'] / (2 * lower):>9.2f} {format_bytes(r['bytes_read']):>10} "
+              f"{format_bytes(r['bytes_written']):>10} {format_bytes(r['peak_mem']):>10} "
+              f"{r['n_buffers']:>8,} {r['planning_time']:>7.2f}  {tuple(r['buffer_shape'])}")
+    print(f"* chosen by strategy={args.strategy!r}: {chosen.strategy}, buffer "
+          f"{chosen.buffer_shape}, order {chosen.order}")
+    return 0
+
+
+def _nbytes(plan: Plan) -> int:
+    n = plan.dtype.itemsize
+    for r in plan.shape:
+        n *= r
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dask-io", description="Split, merge and resplit N-D arrays with few I/O operations."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="print the exact cost of every strategy for a resplit")
+    p.add_argument("--shape", required=True, help="array shape, e.g. 3500,3500,3500")
+    p.add_argument("--in-chunks", required=True, help="input block shape")
+    p.add_argument("--out-chunks", required=True, help="output block shape")
+    p.add_argument("--dtype", default="uint16")
+    p.add_argument("--max-mem", default="4GiB", help="memory budget, e.g. 4GiB")
+    p.add_argument("--strategy", default="auto", choices=[*STRATEGIES, "auto"])
+    p.add_argument("--layout", default="contiguous", choices=["contiguous", "chunked"])
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_plan)
+    try:
+        from dask_io import _cli_run
+    except ImportError:  # pragma: no cover - the run commands need the full install
+        return parser
+    _cli_run.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DaskIOError as e:
+        print(f"dask-io {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
