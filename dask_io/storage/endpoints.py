@@ -184,7 +184,6 @@ class TargetSpec:
                 inner_chunks=self.options.get("inner_chunks"),
                 job=job,
             )
-        remove_tree(self.work_path)
         if self.kind == "npy":
             return NpyFile.create(self.path, grid.shape, dtype)
         if grid.nblocks == 1:

@@ -28,6 +28,7 @@ from dask_io.storage.base import IOCounters, Layout, Pieces, gather, region_nbyt
 from dask_io.storage.files import TMP_SUFFIX, fsync_dir, write_json_atomic
 
 PROGRESS = "dask_io-progress.json"
+JOURNAL = "dask_io-done.log"  # one line per committed block, appended as they complete
 
 
 def is_zarr(path: str) -> bool:
@@ -127,6 +128,7 @@ class ZarrStore:
             data = json.load(f)
         store.job = data.get("job", {})
         store.completed = {tuple(b) for b in data.get("completed_blocks", [])}
+        store.completed |= _read_journal(os.path.join(work, JOURNAL))
         return store
 
     @property
@@ -188,7 +190,13 @@ class ZarrStore:
         self._progress_time = time.monotonic()
 
     def commit(self, block: BlockIndex) -> None:
-        """Record ``block`` complete (zarr already wrote it atomically)."""
+        """Record ``block`` complete (zarr already wrote it atomically) in the journal."""
+        line = (".".join(str(i) for i in block) + "\n").encode()
+        fd = os.open(os.path.join(self.work_path, JOURNAL), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
         with self._lock:
             self.completed.add(block)
         if time.monotonic() - self._progress_time > 0.5:
@@ -197,6 +205,8 @@ class ZarrStore:
     def finalize(self) -> None:
         """fsync every file, drop the progress file and move the array into place."""
         os.remove(os.path.join(self.work_path, PROGRESS))
+        if os.path.exists(os.path.join(self.work_path, JOURNAL)):
+            os.remove(os.path.join(self.work_path, JOURNAL))
         for root, _, files in os.walk(self.work_path):
             for name in files:
                 fd = os.open(os.path.join(root, name), os.O_RDONLY)
@@ -229,6 +239,18 @@ class ZarrStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+
+def _read_journal(path: str) -> set[BlockIndex]:
+    """Blocks listed in a journal; a torn last line (a killed write) is ignored."""
+    if not os.path.exists(path):
+        return set()
+    done = set()
+    with open(path) as f:
+        for line in f:
+            if line.endswith("\n"):
+                done.add(tuple(int(i) for i in line.strip().split(".")))
+    return done
 
 
 def _open_array(path: str, mode: str) -> Any:
