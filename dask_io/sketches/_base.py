@@ -88,6 +88,10 @@ class Sketch:
     KIND: ClassVar[bytes] = b"?"
     NAME: ClassVar[str] = "sketch"
 
+    def update(self, keys: Any) -> None:
+        """Add a batch of keys."""
+        raise NotImplementedError
+
     def _params(self) -> tuple[Any, ...]:
         raise NotImplementedError
 
@@ -196,10 +200,16 @@ class Sketch:
         return cls._decode(view[_HEADER.size :])
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self).from_bytes, (self.to_bytes(),))
+        # a module-level function, so that cloudpickle pickles it by reference
+        return (restore, (type(self), self.to_bytes()))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}{self._describe()}"
+
+
+def restore(cls: type[S], data: bytes) -> S:
+    """Unpickle a sketch: ``cls.from_bytes(data)``."""
+    return cls.from_bytes(data)
 
 
 def unpack_params(fmt: struct.Struct, body: memoryview, name: str) -> tuple[Any, ...]:

@@ -155,6 +155,21 @@ class HyperLogLog(Sketch):
             index, rank = register_ranks(hashes[start : start + _CHUNK], self.p)
             np.maximum.at(self._registers, index, rank)
 
+    def merge_registers(self, registers: npt.ArrayLike) -> None:
+        """Merge raw registers (``2**p`` values, e.g. built by :func:`register_ranks`)."""
+        values = np.asarray(registers)
+        if values.shape != (self.m,) or values.dtype.kind not in "iu":
+            raise SketchError(
+                f"registers have shape {values.shape} and dtype {values.dtype}; "
+                f"expected ({self.m},) integers"
+            )
+        if values.size and not 0 <= int(values.min()) <= int(values.max()) <= 65 - self.p:
+            raise SketchError(
+                f"registers range over [{int(values.min())}, {int(values.max())}]; "
+                f"expected values in [0, {65 - self.p}] for p={self.p}"
+            )
+        np.maximum(self._registers, values.astype(np.uint8), out=self._registers)
+
     def count(self) -> float:
         """The estimated number of distinct keys added (Ertl's improved estimator)."""
         histogram = np.bincount(self._registers, minlength=66 - self.p)
