@@ -52,11 +52,12 @@ uncut output blocks.
 
 **Checking the groups.** Each group sub-problem (its input chunks and its
 output chunks clipped to the group, with seam pieces as edge blocks) is planned
-by :func:`dask_io.plan.plan_resplit` under ``m``. If the plan of the largest
-group (and of the group with the most blocks) is above the sequential lower
-bound (a partial write, a re-read), the group is too big for ``m``: ``P``
-doubles and the cuts are chosen again, as long as the seam bytes of the finer
-grouping stay below the extra bytes the coarse plan pays. Plans are made
+by :func:`dask_io.plan.plan_resplit` under ``m``. If any group's plan reads an
+input block twice, goal 1 is broken: ``P`` doubles and the cuts are chosen
+again, whatever the seams cost. If the plan of the largest group (or of the
+group with the most blocks) is otherwise above the sequential lower bound (a
+partial write), ``P`` doubles only while the seam bytes of the finer grouping
+stay below the extra bytes the coarse plan pays. Plans are made
 lazily and identical sub-problems are planned once, so the executors can plan
 each group on the worker that runs it.
 
@@ -511,13 +512,23 @@ def plan_groups(
     pair = (str(layouts[0]), str(layouts[1]))
     cache: dict[Any, Plan] = {}
     best = _plan_groups_once(in_grid, out_grid, dt, mem, pair, wanted, cache)
-    while True:
+    while len(best.groups) < in_grid.nblocks:
+        rereads = _rereads(best)
         over = sum(_above_bound(best.plan_of(g)) for g in _representatives(best.groups))
-        if over == 0 or len(best.groups) >= in_grid.nblocks:
-            return best
+        if not rereads and over == 0:
+            break
         finer = _plan_groups_once(in_grid, out_grid, dt, mem, pair, 2 * len(best.groups), cache)
         if len(finer.groups) <= len(best.groups):
-            return best
-        if 2 * (finer.seam_bytes - best.seam_bytes) >= over:
-            return best
+            break
+        if not rereads and 2 * (finer.seam_bytes - best.seam_bytes) >= over:
+            break
         best = finer
+    return best
+
+
+def _rereads(gp: GroupPlan) -> bool:
+    """Whether some group's plan reads an input block more than once (largest first)."""
+    for g in sorted(gp.groups, key=lambda g: -g.size):
+        if gp.plan_of(g).cost.bytes_read - gp.plan_of(g).cost.rmw_bytes > g.size * gp.dtype.itemsize:
+            return True
+    return False
