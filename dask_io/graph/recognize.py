@@ -201,6 +201,8 @@ def _sink_atoms(
         return []
     if not hasattr(target, "__setitem__") or getattr(target.dtype, "hasobject", True):
         return []
+    tgt = handles.add(target, writable=True, lock=kw.get("lock"))
+    tshape = handles[tgt].shape  # cached: h5py's shape property is slow
     abox = _index_box(index)
     shift = _region_start(kw.get("region"), len(abox) if abox else 0)
     if abox is None or shift is None:
@@ -208,12 +210,10 @@ def _sink_atoms(
     view = resolver.resolve(source.key)
     if view is None or view.shape != tuple(b - a for a, b in abox):
         return []
-    if len(target.shape) != len(abox) or any(
-        s + b > n for s, (_, b), n in zip(shift, abox, target.shape)
+    if len(tshape) != len(abox) or any(
+        s + b > n for s, (_, b), n in zip(shift, abox, tshape)
     ):
         return []  # out of the target's bounds: Dask reports it
-
-    tgt = handles.add(target, writable=True, lock=kw.get("lock"))
     out = []
     for p in view.pieces:
         lo = tuple(a for a, _ in p.box)
