@@ -140,7 +140,7 @@ class SubgraphBuilder:
             kept.setdefault(op.block, []).append(key)
             return key
         if isinstance(op, WriteKept):
-            block = self._out_grid.block_region(op.block)
+            block = op.unit  # the whole block, or a slab of it spanning its fast axes
             handle, offset = job.targets.locate(block)
             key = f"dask_io-writekept-{name}"
             pieces = [TaskRef(k) for k in kept.pop(op.block, [])]

@@ -142,10 +142,13 @@ class ArrayHandle:
         """Copy ``box`` of the array (its own coordinates) into ``dest[dest_sel]``."""
         obj = self.obj
         sel = _slices(box)
-        if self.kind == "h5py" and dest.flags.c_contiguous:
+        view = dest[dest_sel]
+        if self.kind == "h5py" and view.flags.c_contiguous:
+            # straight into the buffer; a strided memory selection would make HDF5
+            # read the file row by row, so other regions go through a temporary
             self._locked(lambda: obj.read_direct(dest, sel, dest_sel))
         else:
-            self._locked(lambda: _copy(dest[dest_sel], obj[sel]))
+            self._locked(lambda: _copy(view, obj[sel]))
 
     def read(self, box: Box) -> np.ndarray:
         """Return ``box`` of the array as a new numpy array."""
