@@ -45,6 +45,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -282,18 +283,15 @@ def _hash_float_array(values: npt.NDArray[Any], keys: tuple[int, ...]) -> UInt64
 
 
 def _hash_list(items: list[Any], keys: tuple[int, ...]) -> UInt64Array:
-    """Hash a list of Python objects, with fast paths for all-str and all-int lists."""
+    """Hash a list of Python objects, with fast paths for all-str and all-number lists."""
+    if items and isinstance(items[0], str):
+        hashes = _hash_strs(items, keys[_TAG_STR])
+        if hashes is not None:
+            return hashes
     types = set(map(type, items))
-    if types == {str}:
-        key = keys[_TAG_STR]
-        return np.fromiter(
-            (_xxh3(s.encode("utf-8", "surrogatepass"), key) for s in items),
-            dtype=np.uint64,
-            count=len(items),
-        )
     if types == {bytes}:
         key = keys[_TAG_BYTES]
-        return np.fromiter((_xxh3(b, key) for b in items), dtype=np.uint64, count=len(items))
+        return np.fromiter(map(_xxh3, items, repeat(key)), dtype=np.uint64, count=len(items))
     if types and types <= {int, bool, float}:
         try:
             array = np.array(items, dtype=np.float64 if float in types else np.int64)
@@ -304,6 +302,16 @@ def _hash_list(items: list[Any], keys: tuple[int, ...]) -> UInt64Array:
                 return _hash_generic(items, keys)
             return _hash_numeric(array, keys)
     return _hash_generic(items, keys)
+
+
+def _hash_strs(items: list[Any], key: int) -> UInt64Array | None:
+    """xxh3 of the UTF-8 bytes of every item, or None unless all are str (without lone
+    surrogates, which the generic path handles)."""
+    try:
+        encoded = map(str.encode, items)  # TypeError for any item that is not a str
+        return np.fromiter(map(_xxh3, encoded, repeat(key)), dtype=np.uint64, count=len(items))
+    except (TypeError, UnicodeEncodeError):
+        return None
 
 
 def _exact_as_float(items: list[Any], array: npt.NDArray[Any]) -> bool:

@@ -228,3 +228,18 @@ def test_sketches_package_does_not_import_dask():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["a", np.str_("b"), "é", ""],
+        ["x\udc80", "a"],  # a lone surrogate leaves the fast path
+        ["a", 1, b"a", None],
+        [b"a", bytearray(b"b")],
+        [b"a", "a"],
+    ],
+    ids=["str", "surrogate", "str-then-other", "bytes-like", "bytes-then-str"],
+)
+def test_list_fast_paths_fall_back_correctly(keys):
+    assert hash_array(keys).tolist() == [stable_hash(k) for k in keys]
