@@ -117,6 +117,7 @@ def run_child(folder: str, n: int, workload: str, use_pass: bool, max_mem: str) 
         os.close(fd)
     seconds = time.perf_counter() - start
     io_stats = _proc_io()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before verification
     for t, r in zip(targets, regions):
         if not np.array_equal(t[...], values(n, r)):
             raise AssertionError(f"{workload}: wrong output in region {r}")
@@ -124,7 +125,6 @@ def run_child(folder: str, n: int, workload: str, use_pass: bool, max_mem: str) 
         f.close()
     if src is not None:
         src.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"seconds": seconds, "peak_rss": peak, **io_stats}
 
 
