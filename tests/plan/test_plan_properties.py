@@ -67,10 +67,11 @@ def check_plan(plan, shape, in_chunks, out_chunks, dtype, max_mem, layout):  # t
     check_replay(r, data)
     c = plan.cost
     claimed = {k: getattr(c, k) for k in r.cost_fields()}
-    assert claimed == r.cost_fields()
+    assert claimed == r.cost_fields(), "plan.cost differs from the replayed count"
     assert c.runs == c.read_runs + c.write_runs and c.seeks == c.opens + c.runs
     assert c.peak_mem == c.buffer_bytes + c.kept_peak + c.staging_bytes
-    assert r.max_buffer_bytes + r.kept_peak + c.staging_bytes <= max_mem
+    peak = r.max_buffer_bytes + r.kept_peak + c.staging_bytes
+    assert peak <= max_mem, f"peak memory {peak} B > max_mem={max_mem} B"
     assert plan.buffer_shape == tuple(max(b - a for a, b in axis) for axis in zip(*r.buffers))
     check_strategy_shape(plan, r, in_chunks)
     return r
