@@ -34,7 +34,8 @@ def problems(draw, generous=False):  # type: ignore[no-untyped-def]
     if generous:
         max_mem = hi + draw(hs.integers(0, hi))
     else:
-        lo = dtype.itemsize * min(in_chunks[-1], out_chunks[-1])
+        # from about one row plus a staging row (the smallest budgets) up to the whole array
+        lo = dtype.itemsize * (in_chunks[-1] + out_chunks[-1])
         max_mem = draw(hs.one_of(hs.integers(lo, hi), hs.integers(lo, 4 * lo), hs.just(hi)))
     return shape, in_chunks, out_chunks, dtype, max_mem, layout
 
