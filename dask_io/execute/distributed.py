@@ -35,7 +35,7 @@ from dask_io.execute.executor import Executor
 from dask_io.plan.grid import Grid
 from dask_io.plan.groups import Group, GroupPlan, Seam
 from dask_io.plan.ops import BlockIndex, Region
-from dask_io.storage.base import IOCounters, Pieces, gather, local_region
+from dask_io.storage.base import IOCounters, Pieces, gather, local_region, single_view
 
 STATE_DIR = ".dask_io-job"
 
@@ -78,18 +78,22 @@ class PieceStore:
         os.makedirs(self.root, exist_ok=True)
         shape = tuple(b - a for a, b in piece)
         path = self._path(block, group) + ".partial"
-        mode = "r+" if region != piece and os.path.exists(path) else "w+"
-        mm = np.lib.format.open_memmap(path, mode=mode, dtype=self.dtype, shape=shape)
-        gather(pieces, region, mm[local_region(region, [a for a, _ in piece])])
-        mm.flush()
-        del mm
+        data = single_view(pieces, region) if region == piece else None
+        if data is not None:  # the whole piece from one array: one write
+            with open(path, "wb") as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(data), allow_pickle=False)
+        else:
+            mode = "r+" if region != piece and os.path.exists(path) else "w+"
+            mm = np.lib.format.open_memmap(path, mode=mode, dtype=self.dtype, shape=shape)
+            gather(pieces, region, mm[local_region(region, [a for a, _ in piece])])
+            mm.flush()
+            del mm
         n = math.prod(b - a for a, b in region) * self.dtype.itemsize
         self.counters.add(opens=1, runs=1, write_runs=1, bytes_written=n)
 
     def commit(self, block: BlockIndex, group: int) -> None:
+        """Rename the piece into place (no fsync: a piece outlives processes, not the machine)."""
         path = self._path(block, group)
-        with open(path + ".partial", "rb+") as f:
-            os.fsync(f.fileno())
         os.replace(path + ".partial", path)
 
     def read(self, block: BlockIndex, group: int) -> npt.NDArray[Any]:

@@ -30,8 +30,8 @@ from dask_io.plan.groups import GroupPlan, plan_groups
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.plan.units import format_bytes, parse_bytes
 from dask_io.storage.base import IOCounters, region_nbytes
-from dask_io.storage.files import TMP_SUFFIX
-from dask_io.storage.zarr_store import ZarrStore, regular_chunks
+from dask_io.storage.files import TMP_SUFFIX, fsync_dir, fsync_path
+from dask_io.storage.zarr_store import JOURNAL, PROGRESS, ZarrStore, regular_chunks
 
 __all__ = ["Rechunk", "rechunk"]
 
@@ -238,13 +238,30 @@ class ArrayJob:
         shutil.rmtree(job.pieces_root, ignore_errors=True)
         if os.path.exists(self.path):
             shutil.rmtree(self.path)
-        job.target.finalize()
+        _finalize(job.target)
 
     def summary(self) -> dict[str, Any]:
         s = self.gp.summary()
         return {"array": self.name, "shape": self.gp.shape, "dtype": str(self.gp.dtype),
                 "source chunks": self.gp.in_grid.block_shape, "target chunks": self.out_chunks,
                 "shards": self.shards, **s}
+
+
+def _finalize(target: ZarrStore) -> None:
+    """Drop the progress files, fsync every file (in parallel: fsync releases the GIL),
+    and move the array into place."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    work = target.work_path
+    for name in (PROGRESS, JOURNAL):
+        if os.path.exists(os.path.join(work, name)):
+            os.remove(os.path.join(work, name))
+    files = [os.path.join(root, n) for root, _, names in os.walk(work) for n in names]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(fsync_path, files))
+    target.close()
+    os.replace(work, target.path)
+    fsync_dir(os.path.dirname(os.path.abspath(target.path)))
 
 
 def _norm_target_chunks(chunks: Any, shape: tuple[int, ...],

@@ -62,7 +62,8 @@ lazily and identical sub-problems are planned once, so the executors can plan
 each group on the worker that runs it.
 
 **Finishing tasks** batch seams by the set of groups they depend on, up to ``m``
-bytes of outputs per task, so a batch starts as soon as its groups are done.
+bytes of outputs per task (and at most ``1 / 2W`` of all seam bytes, so every
+worker gets a share), so a batch starts as soon as its groups are done.
 
 The result, :class:`GroupPlan`, is data: groups, seams, finishing batches and an
 exact cost summary. :meth:`GroupPlan.simulate` assigns groups to ``W`` workers
@@ -406,7 +407,10 @@ def _make_seams(out_grid: Grid, cuts: Sequence[Sequence[int]], groups: Sequence[
     return [Seam(blk, out_grid.block_region(blk), tuple(p)) for blk, p in sorted(pieces.items())]
 
 
-def _make_batches(seams: Sequence[Seam], itemsize: int, max_mem: int) -> list[tuple[int, ...]]:
+def _make_batches(seams: Sequence[Seam], itemsize: int, max_mem: int,
+                  n_workers: int) -> list[tuple[int, ...]]:
+    total = sum(_size(s.region) for s in seams) * itemsize
+    max_mem = max(1, min(max_mem, -(-total // (2 * n_workers))))  # every worker gets some
     by_deps: dict[tuple[int, ...], list[int]] = {}
     for i, s in enumerate(seams):
         by_deps.setdefault(s.groups, []).append(i)
@@ -439,12 +443,12 @@ def _above_bound(plan: Plan) -> int:
 
 def _plan_groups_once(
     in_grid: Grid, out_grid: Grid, dt: np.dtype[Any], mem: int, layout: tuple[str, str],
-    wanted: int, cache: dict[Any, Plan],
+    wanted: int, cache: dict[Any, Plan], n_workers: int,
 ) -> GroupPlan:
     cuts = _choose_cuts(in_grid, out_grid, wanted)
     groups = _make_groups(in_grid, out_grid, cuts)
     seams = _make_seams(out_grid, cuts, groups)
-    batches = _make_batches(seams, dt.itemsize, mem)
+    batches = _make_batches(seams, dt.itemsize, mem, n_workers)
     return GroupPlan(in_grid, out_grid, dt, mem, layout, cuts,
                      tuple(groups), tuple(seams), tuple(batches), cache)
 
@@ -511,13 +515,14 @@ def plan_groups(
         raise InvalidChunksError(f"layout={layout!r} must be a layout name or a pair of them")
     pair = (str(layouts[0]), str(layouts[1]))
     cache: dict[Any, Plan] = {}
-    best = _plan_groups_once(in_grid, out_grid, dt, mem, pair, wanted, cache)
+    best = _plan_groups_once(in_grid, out_grid, dt, mem, pair, wanted, cache, n_workers)
     while len(best.groups) < in_grid.nblocks:
         rereads = _rereads(best)
         over = sum(_above_bound(best.plan_of(g)) for g in _representatives(best.groups))
         if not rereads and over == 0:
             break
-        finer = _plan_groups_once(in_grid, out_grid, dt, mem, pair, 2 * len(best.groups), cache)
+        finer = _plan_groups_once(in_grid, out_grid, dt, mem, pair, 2 * len(best.groups), cache,
+                                  n_workers)
         if len(finer.groups) <= len(best.groups):
             break
         if not rereads and 2 * (finer.seam_bytes - best.seam_bytes) >= over:

@@ -1,0 +1,348 @@
+"""Zarr -> Zarr rechunk on a LocalCluster (2 workers): dask_io vs Dask tasks / p2p vs rechunker.
+
+    python benchmarks/bench_distributed.py --size 1024            # 2 GiB, both workloads
+    python benchmarks/bench_distributed.py --size 512 --reps 1    # while developing
+    python benchmarks/bench_distributed.py --simulate             # planning only, 1 TiB / 64 workers
+
+Every run is a fresh process (this script with ``--run-one``) that starts its own
+LocalCluster (2 worker processes, 1 thread each), runs one method, verifies the output
+against values recomputed from indices, and prints a JSON line. The parent samples the
+process tree every 0.1 s for the peak RSS of each worker and the bytes through
+read/write calls (``/proc/<pid>/io``: rchar, wchar, read_bytes, write_bytes). Source
+chunk reads are counted by a store wrapper that appends every chunk key read to a log.
+rechunker pins zarr < 3, so it runs from ``benchmarks/.venv-rechunker`` with zarr 2.
+Sources and targets are Zarr format 2, uncompressed, so every method reads the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.storage import LocalStore, WrapperStore
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VENV_PY = os.path.join(HERE, ".venv-rechunker", "bin", "python")
+METHODS = ("dask_io", "dask-tasks", "dask-p2p", "rechunker")
+
+
+def workloads(n: int) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """name -> (source chunks, target chunks), scaled from the 1024^3 protocol."""
+    s = n / 1024
+    return {
+        "mismatched": ((round(256 * s),) * 3, (round(200 * s), round(300 * s), round(350 * s))),
+        "pancake": ((1, n, n), (n, max(1, round(32 * s)), max(1, round(32 * s)))),
+    }
+
+
+def tables(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(42)
+    return tuple(rng.integers(0, 2**16, n, dtype=np.uint64) for _ in range(3))  # type: ignore[return-value]
+
+
+def expected(n: int, region: tuple[slice, ...]) -> np.ndarray:
+    a, b, c = tables(n)
+    i, j, k = (t[s] for t, s in zip((a, b, c), region, strict=True))
+    return ((i[:, None, None] + j[None, :, None] + k[None, None, :]) % 2**16).astype(np.uint16)
+
+
+def make_source(path: str, n: int, chunks: tuple[int, ...]) -> None:
+    import zarr
+
+    if os.path.exists(os.path.join(path, ".zarray")):
+        return
+    arr = zarr.create_array(path, shape=(n,) * 3, chunks=chunks, dtype="uint16",
+                            compressors=None, fill_value=0, zarr_format=2, overwrite=True)
+    slab = max(chunks[0], 64 // chunks[0] * chunks[0] if chunks[0] < 64 else chunks[0])
+    for i in range(0, n, slab):
+        sl = (slice(i, min(i + slab, n)), slice(None), slice(None))
+        arr[sl] = expected(n, sl)
+
+
+def verify(path: str, n: int) -> bool:
+    import zarr
+
+    arr = zarr.open_array(path, mode="r")
+    step = max(1, 64 * 1024 * 1024 // (2 * n * n))
+    for i in range(0, n, step):
+        sl = (slice(i, min(i + step, n)), slice(None), slice(None))
+        if not np.array_equal(arr[sl], expected(n, sl)):
+            return False
+    return True
+
+
+# -- one run (in a fresh process) ---------------------------------------------------
+
+
+class CountingStore(WrapperStore):  # type: ignore[type-arg]
+    """A zarr store that appends the key of every chunk read to a log file."""
+
+    def __init__(self, store: Any, log: str) -> None:
+        super().__init__(store)
+        self.log = log
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        if not key.rsplit("/", 1)[-1].startswith(".z"):
+            with open(self.log, "a") as f:
+                f.write(key + "\n")
+        return await super().get(key, prototype, byte_range)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self._store, "log": self.log}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["store"], state["log"])  # type: ignore[misc]
+
+    def with_read_only(self, read_only: bool = False) -> CountingStore:
+        return CountingStore(self._store.with_read_only(read_only), self.log)
+
+
+def _counting_source(path: str, log: str) -> Any:
+    return zarr.open_array(CountingStore(LocalStore(path, read_only=True), log), mode="r",
+                           zarr_format=2)
+
+
+def fsync_tree(path: str) -> None:
+    """fsync every file under ``path`` (the protocol stops the clock after fsync)."""
+    for root, _, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+
+
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    import dask.array as da
+    import distributed
+
+    import dask_io.execute.rechunk as rk
+
+    _, out_chunks = workloads(args.size)[args.workload]
+    source = os.path.join(args.data, f"{args.workload}-{args.size}.zarr")
+    target = os.path.join(args.data, f"out-{args.method}.zarr")
+    temp = os.path.join(args.data, f"tmp-{args.method}")
+    for p in (target, temp, target + ".dask_io-tmp"):
+        shutil.rmtree(p, ignore_errors=True)
+    log = os.path.join(args.data, f"reads-{args.method}.log")
+    open(log, "w").close()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", memory_limit=args.worker_limit) as cl, \
+            distributed.Client(cl) as client:
+        src = _counting_source(source, log)
+        start = time.perf_counter()
+        if args.method == "dask_io":
+            job = rk.rechunk(src, out_chunks, target, args.max_mem, temp_store=temp,
+                             executor=client, target_options={"zarr_format": 2})
+            job.execute(progress=False)
+            plan = job.plan
+            info = {"groups": plan["groups"], "seams": plan["seams"],
+                    "intermediate_bytes": plan["extra_bytes"] // 2}
+        else:
+            x = da.from_zarr(src)
+            method = args.method.split("-")[1]
+            x.rechunk(out_chunks, method=method).to_zarr(target, zarr_format=2,
+                                                          compressors=None)
+            info = {}
+            fsync_tree(target)  # dask_io's target is fsynced by its finalize
+        elapsed = time.perf_counter() - start
+    with open(log) as f:
+        keys = [line.strip() for line in f if line.strip()]
+    ok = verify(target, args.size)
+    return {"time": elapsed, "chunk_reads": len(keys), "distinct_chunks": len(set(keys)),
+            "verified": ok, **info}
+
+
+RECHUNKER_SCRIPT = '''
+import json, time, zarr, distributed, collections.abc
+from rechunker import rechunk
+
+class Counting(collections.abc.MutableMapping):
+    def __init__(self, inner, log): self.inner, self.log = inner, log
+    def __getitem__(self, k):
+        if not k.rsplit("/", 1)[-1].startswith(".z"):
+            with open(self.log, "a") as f: f.write(k + "\\n")
+        return self.inner[k]
+    def __setitem__(self, k, v): self.inner[k] = v
+    def __delitem__(self, k): del self.inner[k]
+    def __iter__(self): return iter(self.inner)
+    def __len__(self): return len(self.inner)
+
+if __name__ == "__main__":
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0", memory_limit="{limit}") as cl, \\
+            distributed.Client(cl):
+        src = zarr.open_array(Counting(zarr.DirectoryStore("{source}"), "{log}"), mode="r")
+        start = time.perf_counter()
+        plan = rechunk(src, {chunks}, "{max_mem}", "{target}", temp_store="{temp}")
+        plan.execute()
+        import os
+        for root, _, files in os.walk("{target}"):
+            for name in files:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+        t = time.perf_counter() - start
+    keys = [l.strip() for l in open("{log}") if l.strip()]
+    print(json.dumps({{"time": t, "chunk_reads": len(keys), "distinct_chunks": len(set(keys))}}))
+'''
+
+
+# -- the parent: sampling, interleaving, report ------------------------------------------
+
+
+def _tree(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def measure(cmd: list[str]) -> dict[str, Any]:
+    """Run ``cmd``; sample its process tree; return its JSON line plus memory and I/O."""
+    import psutil
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak: dict[int, int] = {}
+    io: dict[int, dict[str, int]] = {}
+    names: dict[int, str] = {}
+    while proc.poll() is None:
+        for p in _tree(proc.pid):
+            try:
+                peak[p.pid] = max(peak.get(p.pid, 0), p.memory_info().rss)
+                c = p.io_counters()
+                io[p.pid] = {"rchar": c.read_chars, "wchar": c.write_chars,
+                             "read_bytes": c.read_bytes, "write_bytes": c.write_bytes}
+                names.setdefault(p.pid, " ".join(p.cmdline()[:6]))
+            except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError):
+                pass
+        time.sleep(0.1)
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"{cmd} failed:\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    workers = [pid for pid, name in names.items() if "spawn" in name or "multiprocessing" in name]
+    result["peak_worker_rss"] = max((peak[p] for p in workers), default=0)
+    result["peak_tree_rss"] = sum(peak.values())
+    for key in ("rchar", "wchar", "read_bytes", "write_bytes"):
+        result[key] = sum(v[key] for v in io.values())
+    return result
+
+
+def child_cmd(args: argparse.Namespace, method: str, workload: str) -> list[str]:
+    return [sys.executable, os.path.abspath(__file__), "--run-one", method, "--workload", workload,
+            "--size", str(args.size), "--max-mem", args.max_mem, "--data", args.data,
+            "--worker-limit", args.worker_limit]
+
+
+def simulate() -> str:
+    """Planning only: 1 TiB uint16 (8192^3) on 64 workers with 4 GiB each."""
+    from dask_io.plan.groups import plan_groups
+    from dask_io.plan.units import format_bytes
+
+    lines = ["| workload | groups | seams | pieces | intermediate | planning s | per-worker "
+             "tasks | reads | writes | bytes | peak mem |", "|" + "---|" * 11]
+    for name, (ic, oc) in workloads(8192).items():
+        start = time.perf_counter()
+        gp = plan_groups((8192,) * 3, ic, oc, "uint16", "4GiB", n_workers=64)
+        loads = gp.simulate(64)
+        took = time.perf_counter() - start
+
+        def span(key: str, fmt: Any = str, loads: list[dict[str, int]] = loads) -> str:
+            vals = [w[key] for w in loads]
+            return f"{fmt(min(vals))}–{fmt(max(vals))}"
+        lines.append(
+            f"| {name} {ic}→{oc} | {len(gp.groups)} | {len(gp.seams)} | {gp.n_pieces} | "
+            f"{format_bytes(gp.seam_bytes)} | {took:.1f} | {span('tasks')} | {span('reads')} | "
+            f"{span('writes')} | {span('bytes', format_bytes)} | {span('peak_mem', format_bytes)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--max-mem", default="512MiB")
+    ap.add_argument("--worker-limit", default="4GiB")
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--workloads", default="mismatched,pancake")
+    ap.add_argument("--data", default=os.path.join(HERE, "_data", "distributed"))
+    ap.add_argument("--simulate", action="store_true")
+    ap.add_argument("--run-one")
+    ap.add_argument("--workload")
+    args = ap.parse_args()
+    if args.simulate:
+        print(simulate())
+        return
+    if args.run_one:
+        args.method = args.run_one
+        print(json.dumps(run_one(args)))
+        return
+    os.makedirs(args.data, exist_ok=True)
+    results = []
+    for workload in args.workloads.split(","):
+        src_chunks, _ = workloads(args.size)[workload]
+        make_source(os.path.join(args.data, f"{workload}-{args.size}.zarr"), args.size, src_chunks)
+        for rep in range(args.reps):
+            for method in args.methods.split(","):
+                if method == "rechunker":
+                    if not os.path.exists(VENV_PY):
+                        print("rechunker: no benchmarks/.venv-rechunker, skipped", file=sys.stderr)
+                        continue
+                    script = [VENV_PY, "-c", _rechunker_wrapper(args, workload)]
+                    r = measure(script)
+                else:
+                    r = measure(child_cmd(args, method, workload))
+                r.update(method=method, workload=workload, rep=rep)
+                print(json.dumps(r), flush=True)
+                results.append(r)
+    with open(os.path.join(args.data, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
+def _rechunker_wrapper(args: argparse.Namespace, workload: str) -> str:
+    ns = argparse.Namespace(**vars(args))
+    ns.workload = workload
+    _, out_chunks = workloads(args.size)[workload]
+    source = os.path.join(args.data, f"{workload}-{args.size}.zarr")
+    target = os.path.join(args.data, "out-rechunker.zarr")
+    temp = os.path.join(args.data, "tmp-rechunker.zarr")
+    for p in (target, temp):
+        shutil.rmtree(p, ignore_errors=True)
+    log = os.path.join(args.data, "reads-rechunker.log")
+    open(log, "w").close()
+    return RECHUNKER_SCRIPT.format(source=source, target=target, temp=temp, log=log,
+                                   chunks=out_chunks, max_mem=args.max_mem,
+                                   limit=args.worker_limit) + _VERIFY_TAIL.format(
+        target=target, n=args.size, here=HERE)
+
+
+_VERIFY_TAIL = '''
+    import sys, json as _j
+    sys.path.insert(0, "{here}")
+    import numpy as np
+    arr = zarr.open_array("{target}", mode="r")
+    rng = np.random.default_rng(42)
+    a, b, c = (rng.integers(0, 2**16, {n}, dtype=np.uint64) for _ in range(3))
+    ok = True
+    for i in range(0, {n}, 16):
+        e = ((a[i:i+16, None, None] + b[None, :, None] + c[None, None, :]) % 2**16).astype(np.uint16)
+        ok = ok and np.array_equal(arr[i:i+16], e)
+    print(_j.dumps({{"time": t, "chunk_reads": len(keys), "distinct_chunks": len(set(keys)), "verified": bool(ok)}}))
+'''
+
+
+if __name__ == "__main__":
+    tempfile.tempdir = None
+    main()
