@@ -85,8 +85,8 @@ def read_records(path: str, fmt: str) -> list[Any]:
     """Read every record of one file written by :func:`write_atomic`."""
     with open(path, encoding="utf-8", newline="") as f:
         if fmt == "jsonl":
-            return [json.loads(line) for line in f if line.strip()]
-        return [tuple(row) for row in csv.reader(f)]
+            return K.Records(json.loads(line) for line in f if line.strip())
+        return K.Records(tuple(row) for row in csv.reader(f))
 
 
 def _write_shards(
@@ -326,7 +326,7 @@ def _fmt_of(path: str, fmt: str | None) -> str:
 def _read_many(paths: Sequence[str], fmts: Sequence[str], keyfn: K.KeyFn, sort: bool) -> list[Any]:
     parts = [read_records(p, f) for p, f in zip(paths, fmts, strict=True)]
     if sort:
-        return list(K.merge_streams(parts, keyfn))
+        return K.Records(K.merge_streams(parts, keyfn))
     return K.concat_buckets(parts)
 
 

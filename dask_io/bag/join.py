@@ -33,7 +33,7 @@ __all__ = ["broadcast_join", "hash_join", "merge_join"]
 
 
 def _index_of_bag(*partitions: Any, getters: tuple[K.KeyFn, K.KeyFn]) -> dict[Any, list[Any]]:
-    index: dict[Any, list[Any]] = {}
+    index: dict[Any, list[Any]] = K.KeyMap()
     for part in partitions:
         for k, vs in K.build_index(part, *getters).items():
             index.setdefault(k, []).extend(vs)
@@ -54,7 +54,8 @@ def _small_index(small: Any, getters: tuple[K.KeyFn, K.KeyFn], scatter: bool) ->
     client = _current_client()
     if client is None:
         raise ValueError("scatter=True needs a current dask.distributed Client; none was found")
-    return client.scatter(index, broadcast=True, hash=True)
+    # a list of one item: scattering a dict would scatter each of its values
+    return client.scatter([index], broadcast=True, hash=True)[0]
 
 
 def _current_client() -> Any:

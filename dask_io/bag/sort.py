@@ -173,7 +173,7 @@ def partition_by_key(
 
 
 def _merge_partitions(*parts: Any, keyfn: K.KeyFn, reverse: bool) -> list[Any]:
-    return list(K.merge_streams(parts, keyfn, reverse))
+    return K.Records(K.merge_streams(parts, keyfn, reverse))
 
 
 def merge_sorted(
