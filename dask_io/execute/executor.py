@@ -170,8 +170,8 @@ class Executor:
                 self._written(op.block, _size(op.region))
             elif isinstance(op, WriteKept):
                 pieces = [*self._kept.get(op.block, []), *piece]
-                self.target.write(op.block, self.target.grid.block_region(op.block), pieces, st)
-                self._written(op.block, None)
+                self.target.write(op.block, op.unit, pieces, st)
+                self._written(op.block, _size(op.unit))
             elif isinstance(op, Keep):
                 data = view[local_region(op.region, origin)].copy()
                 self._kept.setdefault(op.block, []).append((op.region, data))

@@ -99,6 +99,13 @@ class AxisPairs:
             counts[lo:hi] += 1
         return counts
 
+    def max_extent_per_block(self) -> IntArray:
+        """Length of each block's longest piece along this axis."""
+        out = np.zeros(len(self.blk) - 1, dtype=np.int64)
+        for lo, hi, ext in zip(self.lo, self.hi, self.extent):
+            out[lo:hi] = np.maximum(out[lo:hi], ext)
+        return out
+
     def last_extent_per_block(self) -> IntArray:
         """Length of each block's piece in the last buffer that touches it."""
         out = np.zeros(len(self.blk) - 1, dtype=np.int64)

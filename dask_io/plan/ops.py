@@ -11,8 +11,9 @@ The executor keeps one buffer. For every buffer of the plan it receives, in orde
 1. ``LoadBuffer``: the buffer now holds ``region`` of the array (its previous
    contents are dead).
 2. ``Read``: copy ``region`` of input block ``block`` from disk into the buffer.
-3. ``WriteKept`` then ``Release``: output block ``block`` is complete; write it
-   whole in one run from its kept pieces plus ``region`` of the buffer, then drop
+3. ``WriteKept`` then ``Release``: the ``unit`` of output block ``block`` (the
+   whole block, or a slab of it that spans its fast axes) is complete; write
+   ``unit`` from the block's kept pieces plus ``region`` of the buffer, then drop
    the kept pieces.
 4. ``Write``: write ``region`` of output block ``block`` straight from the buffer
    (``whole`` when ``region`` is the entire block).
@@ -72,12 +73,18 @@ class Keep:
 
 @dataclass(frozen=True, slots=True)
 class WriteKept:
-    """Write output block ``block`` whole: its kept pieces plus ``region`` of the buffer."""
+    """Write ``unit`` of output block ``block``: its kept pieces plus ``region`` of the buffer.
+
+    ``unit`` is the whole block (``whole``) or a part of it that spans the block
+    on its fast axes, so that it is written in ``runs`` contiguous runs.
+    """
 
     block: BlockIndex
     region: Region
     runs: int
     nbytes: int
+    unit: Region
+    whole: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,8 +156,10 @@ class Plan:
             piece = _intersect(region, block_region)
             block_bytes = grid.block_size(blk) * isz
             if action == WRITE_KEPT:
-                yield WriteKept(blk, piece, 1, block_bytes)
-                yield Release(blk, (block_bytes - _size(piece) * isz))
+                unit = _unit(piece, block_region, int(decision.level[k]))
+                yield WriteKept(blk, piece, int(decision.unit_runs[k]), _size(unit) * isz, unit,
+                                unit == block_region)
+                yield Release(blk, int(decision.held[k]) * isz)
             elif action == WRITE_WHOLE:
                 later.append(Write(blk, piece, 1, block_bytes, True))
             elif action == KEEP:
@@ -170,6 +172,11 @@ class Plan:
                 later.append(Write(blk, piece, runs, _size(piece) * isz, False))
         yield from later
         yield from keeps
+
+
+def _unit(piece: Region, block: Region, level: int) -> Region:
+    """The unit of level ``level``: the piece's extent on the slow axes, the block's on the rest."""
+    return tuple(piece[a] if a < level else block[a] for a in range(len(block)))
 
 
 def _intersect(a: Region, b: Region) -> Region:
@@ -226,6 +233,7 @@ def _evaluate(
     keep: bool,
     min_priority: float = 0.0,
     limit: int | None = None,
+    sim: WriteSimulator | None = None,
 ) -> tuple[Cost, int] | None:
     """The exact cost of a plan, or None when it cannot cost fewer than ``limit`` seeks."""
     isz = pb.itemsize
@@ -236,10 +244,12 @@ def _evaluate(
     n_buffers = math.prod(len(b) - 1 for b in bounds)
     cap = pb.avail - buf if keep else 0
     read_seeks = read.opens + read.runs
-    if limit is not None and read_seeks + 2 * pb.out_grid.nblocks >= limit:
+    if limit is not None and read_seeks + 2 * pb.out_grid.nblocks > limit:
         return None
     if cap > 0:
-        sim = WriteSimulator(out_pairs, order, isz, pb.layout[1] == "chunked", cap, min_priority)
+        if sim is None:
+            sim = WriteSimulator(out_pairs, order, isz, pb.layout[1] == "chunked", cap)
+        sim.min_priority = min_priority
         w = sim.totals(None if limit is None else limit - read_seeks)
         if w is None:
             return None
@@ -274,8 +284,9 @@ def _make(
     keep: bool,
     min_priority: float = 0.0,
     limit: int | None = None,
+    sim: WriteSimulator | None = None,
 ) -> Plan | None:
-    result = _evaluate(pb, bounds, order, keep, min_priority, limit)
+    result = _evaluate(pb, bounds, order, keep, min_priority, limit, sim)
     if result is None:
         return None
     cost, cap = result
@@ -283,13 +294,10 @@ def _make(
                 bounds, order, cost, kept_cap=cap, min_priority=min_priority)
 
 
-def _priority_levels(pb: _Problem, bounds: st.Bounds, order: tuple[int, ...]) -> list[float]:
+def _keep_simulator(pb: _Problem, bounds: st.Bounds, order: tuple[int, ...]) -> WriteSimulator:
     cap = pb.avail - st.buffer_elems(bounds)
-    if cap <= 0:
-        return [0.0]
     pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.out_grid.bounds)]
-    sim = WriteSimulator(pairs, order, pb.itemsize, pb.layout[1] == "chunked", cap)
-    return sim.priority_levels()
+    return WriteSimulator(pairs, order, pb.itemsize, pb.layout[1] == "chunked", max(cap, 0))
 
 
 def _c_order(pb: _Problem) -> tuple[int, ...]:
@@ -324,10 +332,16 @@ def _plan_keep(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
     )
     best = min((p for p in simple if p is not None), key=lambda p: _score(p.cost), default=None)
     scored: list[Plan] = []
+    floor = 2 * (pb.in_grid.nblocks + pb.out_grid.nblocks)
     for bounds in candidates:
+        if best is not None and best.cost.seeks <= floor:
+            break  # the lower bound is reached: nothing is cheaper
+        if best is not None and _read_seeks(pb, bounds) + 2 * pb.out_grid.nblocks > best.cost.seeks:
+            continue
         for order in st.buffer_orders(bounds, pb.out_grid)[:2]:
-            for level in _priority_levels(pb, bounds, order):
-                plan = _make(pb, "keep", bounds, order, True, level, _limit(best))
+            sim = _keep_simulator(pb, bounds, order)
+            for level in sim.priority_levels():
+                plan = _make(pb, "keep", bounds, order, True, level, _limit(best), sim)
                 if plan is not None:
                     scored.append(plan)
                     if best is None or _score(plan.cost) < _score(best.cost):
@@ -345,6 +359,12 @@ def _plan_keep(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
     if best.strategy != "keep":  # keeping adds nothing: the same buffers, keeping nothing
         best = _make(pb, "keep", best.buffer_bounds, best.order, True)
     return best
+
+
+def _read_seeks(pb: _Problem, bounds: st.Bounds) -> int:
+    pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.in_grid.bounds)]
+    read = side_cost(pairs, pb.itemsize, pb.layout[0] == "chunked", write=False)
+    return read.opens + read.runs
 
 
 def _limit(best: Plan | None) -> int | None:

@@ -7,24 +7,32 @@ are the corners of that range, so "this buffer completes this block" is a
 per-axis fact combined by broadcasting.
 
 Keeping: when a buffer first touches an output block it does not complete, the
-block is either *kept* (its pieces stay in memory until the buffer that completes
-it, then it is written whole in one run) or *flushed* (each piece is written at
-once). A kept block reserves, at its first touch, the memory its pieces will
-occupy until completion, so admission never has to be undone and the kept data
-never exceeds the budget. Among the blocks a buffer touches for the first time,
-those that save the most seeks per reserved byte are admitted first.
+block gets a *level* ``k``. Level 0 keeps the block's pieces in memory until the
+buffer that completes it, then writes it whole in one run. Level ``k`` keeps
+pieces only until a *unit* is complete: the part of the block that shares the
+buffer's position on axes ``0..k-1`` and spans the block on axes ``k..``. A unit
+spans the fast axes of its block, so it is written in few runs (one when ``k``
+is 1), for far less memory than the whole block. Level ``ndim`` keeps nothing:
+each piece is written at once. Level ``k`` is offered only when the buffer order
+visits axes ``k..`` faster than the others, so one unit of a block at most is in
+memory at a time.
+
+A block reserves, at its first touch, the memory its pieces can occupy, so
+admission never has to be undone and kept data never exceeds the budget. Among
+the blocks a buffer touches for the first time, those that save the most seeks
+per reserved element get the lowest level that fits.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from dask_io.plan.axes import AxisPairs
 
-NEW, KEPT, FLUSHED = 0, 1, 2
 
 
 @dataclass
@@ -37,9 +45,26 @@ class BufferDecision:
     runs: np.ndarray  # runs to write the piece partially (contiguous layout)
     action: np.ndarray  # WRITE_WHOLE, WRITE_KEPT, WRITE_PARTIAL or KEEP
     first_write: np.ndarray  # a partial write that is the first write to its block
+    level: np.ndarray  # the block's keep level (ndim: nothing kept)
+    unit_runs: np.ndarray  # runs of the unit a WRITE_KEPT writes
+    held: np.ndarray  # elements kept before this buffer (released by WRITE_KEPT)
 
 
 WRITE_WHOLE, WRITE_KEPT, WRITE_PARTIAL, KEEP = 0, 1, 2, 3
+
+
+@dataclass
+class _Step:
+    """The geometry of one buffer: what it touches, independent of keep decisions."""
+
+    b: tuple[int, ...]
+    ext: list[np.ndarray]
+    full: list[np.ndarray]
+    idx: np.ndarray
+    piece: np.ndarray
+    suffix: np.ndarray  # row k: the piece completes its level-k unit
+    runs: np.ndarray
+    unit_runs: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,74 +130,82 @@ class WriteSimulator:
         self.chunked = chunked
         self.kept_cap = kept_cap
         self.min_priority = min_priority
+        self.ndim = n = len(self.pairs)
         self.numblocks = tuple(len(p.blk) - 1 for p in self.pairs)
         self.strides = np.cumprod((1, *self.numblocks[:0:-1]))[::-1].astype(np.int64)
-        lengths = [np.diff(p.blk) for p in self.pairs]
-        self.block_elems = self._outer_prod(lengths)
+        self.lengths = [np.diff(p.blk).astype(np.int64) for p in self.pairs]
+        self.block_elems = _outer_prod(self.lengths)
+        self._geometry: list[_Step] = []
+        self._buffer_iter = self.buffers()
+        self.levels: list[int] = []
         if kept_cap > 0:
-            self.reserve = self.block_elems - self._outer_prod(
-                [p.last_extent_per_block() for p in self.pairs]
-            )
-            self.priority = self._flush_savings(lengths) / np.maximum(self.reserve, 1)
+            self.levels = [0] if chunked else [
+                k for k in range(n) if set(self.order[k:]) == set(range(k, n))
+            ]
+            self._prepare_levels()
 
-    @staticmethod
-    def _outer_prod(arrays: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.ones((), dtype=np.int64)
-        for a in _broadcast([np.asarray(x, dtype=np.int64) for x in arrays]):
-            out = out * a
-        return out.ravel()
-
-    def _flush_savings(self, lengths: Sequence[np.ndarray]) -> np.ndarray:
-        """Seeks saved per block by keeping it rather than writing its pieces at once."""
+    def _prepare_levels(self) -> None:
         touches = [p.touches_per_block() for p in self.pairs]
-        pieces = self._outer_prod(touches)
-        if self.chunked:
-            flushed = 3 * pieces - 1  # opens + writes + read-modify-write reads
-        else:
-            full = [t == 1 for t in touches]
-            ext = [np.asarray(x, dtype=np.int64) for x in lengths]
-            # runs of all pieces of a block: sum over the last non-spanning axis
-            runs = np.zeros_like(pieces)
-            n = len(ext)
-            for L in range(n):
-                term = self._outer_prod(
-                    [ext[a] if a < L else (touches[a] - full[a] if a == L else full[a])
-                     for a in range(n)]
-                )
-                runs = runs + term
-            runs = runs + self._outer_prod(full)
-            flushed = runs + pieces
-        return np.maximum(flushed - 2, 0).astype(np.float64)
+        full = [(t == 1).astype(np.int64) for t in touches]
+        maxext = [p.max_extent_per_block() for p in self.pairs]
+        lastext = [p.last_extent_per_block() for p in self.pairs]
+        n = self.ndim
+        flushed = self._seeks_at(n, touches, full)
+        self.reserve: dict[int, np.ndarray] = {}
+        self.priority: dict[int, np.ndarray] = {}
+        for k in self.levels:
+            reserve = _outer_prod_full(maxext, self.lengths, k, lastext)
+            savings = flushed - self._seeks_at(k, touches, full)
+            self.reserve[k] = np.maximum(reserve, 1)
+            self.priority[k] = np.where(savings > 0, savings / self.reserve[k], 0.0)
 
-    def priority_levels(self, count: int = 6) -> list[float]:
-        """Thresholds worth trying for ``min_priority``: 0 and log-spaced levels."""
-        if self.kept_cap <= 0:
+    def _seeks_at(self, k: int, touches: list[np.ndarray], full: list[np.ndarray]) -> np.ndarray:
+        """Seeks to write every block as units of level ``k`` (``ndim``: piece by piece)."""
+        n = self.ndim
+        one = [np.ones_like(t) for t in touches]
+        units = _outer_prod([touches[a] if a < k else one[a] for a in range(n)])
+        if self.chunked:
+            return 2 * units if k == 0 else 3 * units - 1  # opens + writes + read-modify-writes
+        zero = [np.zeros_like(t) for t in touches]
+        P = [touches[a] - full[a] if a < k else zero[a] for a in range(n)]
+        F = [full[a] if a < k else one[a] for a in range(n)]
+        runs = _outer_prod(F)
+        for L in range(min(k, n)):
+            runs = runs + _outer_prod([*self.lengths[:L], P[L], *F[L + 1 :]])
+        return runs + units
+
+    def priority_levels(self, count: int = 8) -> list[float]:
+        """Thresholds worth trying for ``min_priority``.
+
+        0 (keep whatever fits), up to ``count`` of the distinct priorities at evenly
+        spaced quantiles (a threshold just at a priority decides whether that group
+        of blocks may use memory that better groups could use), and a few
+        log-spaced values between them.
+        """
+        if not self.levels:
             return [0.0]
-        positive = self.priority[self.priority > 0]
+        positive = np.unique(np.concatenate([p[p > 0] for p in self.priority.values()]))
         if positive.size == 0:
             return [0.0]
-        lo, hi = float(positive.min()), float(positive.max())
-        if hi <= lo * 1.5:
-            return [0.0]
-        levels = np.geomspace(lo, hi, count + 2)[1:-1]
-        return [0.0, *(float(x) for x in levels)]
+        picks = positive[np.linspace(0, positive.size - 1, count).round().astype(int)]
+        spaced = np.geomspace(positive[0], positive[-1], 6)[1:-1] if positive.size > 1 else []
+        return [0.0, *sorted({float(x) for x in (*picks[1:], *spaced)})]
 
     def buffers(self) -> Iterator[tuple[int, ...]]:
         """Buffer multi-indices in plan order."""
         nbuf = [len(p.buf) - 1 for p in self.pairs]
-        perm_shape = [nbuf[a] for a in self.order]
         inverse = np.argsort(self.order)
-        for idx in np.ndindex(*perm_shape):
+        for idx in np.ndindex(*(nbuf[a] for a in self.order)):
             yield tuple(idx[i] for i in inverse)
 
     def totals(self, limit: int | None = None) -> WriteTotals | None:
         """Run the whole simulation and return its write totals.
 
         With ``limit``, stop and return None as soon as the seeks of the writes
-        (opens + runs) reach it: the caller already has a plan at least as cheap.
+        (opens + runs) pass it: the caller already has a cheaper plan.
         """
         for _ in self.decisions():
-            if limit is not None and self._totals.opens + self._totals.runs >= limit:
+            if limit is not None and self._totals.opens + self._totals.runs > limit:
                 return None
         return self._totals
 
@@ -181,82 +214,158 @@ class WriteSimulator:
         return self._simulate()
 
     def _simulate(self) -> Iterator[BufferDecision]:
-        nblocks = int(np.prod(self.numblocks))
-        status = np.zeros(nblocks, dtype=np.int8)
-        kept = np.zeros(nblocks, dtype=np.int64)
-        committed = 0
+        n = self.ndim
+        level = np.full(len(self.block_elems), -1, dtype=np.int8)
+        held = np.zeros(len(self.block_elems), dtype=np.int64)
+        self._committed = 0
         kept_total = 0
-        t = self._totals = WriteTotals()
-        for b in self.buffers():
-            sl = [(p.lo[i], p.hi[i]) for p, i in zip(self.pairs, b)]
+        self._totals = t = WriteTotals()
+        for step in self._steps():
+            b, idx, piece, suffix, runs = step.b, step.idx, step.piece, step.suffix, step.runs
+            lev = level[idx]
+            new = lev < 0
+            # blocks kept until this buffer complete here: their memory is free again
+            # before the blocks first touched here ask for theirs
+            finished = suffix[0] & ~new
+            for k in self.levels:
+                sel = finished & (lev == k)
+                if sel.any():
+                    self._committed -= int(self.reserve[k][idx[sel]].sum())
+            if new.any():
+                lev = self._admit(idx, lev, new, suffix[0])
+                level[idx] = lev
+            rows = np.arange(len(idx))
+            unit_done = suffix[lev, rows]
+            before = held[idx]
+            action = np.full(len(idx), KEEP, dtype=np.int8)
+            action[lev == n] = WRITE_PARTIAL
+            done_kept = unit_done & (lev < n)
+            action[done_kept & (before > 0)] = WRITE_KEPT
+            direct = done_kept & (before == 0)
+            action[direct & (lev == 0)] = WRITE_WHOLE
+            action[direct & (lev > 0)] = WRITE_PARTIAL
+            unit_runs = self._unit_runs(step, lev, action == WRITE_KEPT)
+            keep = action == KEEP
+            wk = action == WRITE_KEPT
+            released = int(before[wk].sum())
+            added = int(piece[keep].sum())
+            held[idx[keep]] += piece[keep]
+            held[idx[wk]] = 0
+            t.kept_peak = max(t.kept_peak, kept_total, kept_total + added - released)
+            kept_total += added - released
+            first_write = new & (lev == n)
+            self._count(action, piece, runs, unit_runs, before, idx, first_write)
+            yield BufferDecision(b, idx, piece, runs, action, first_write, lev, unit_runs, before)
+
+    def _steps(self) -> Iterator[_Step]:
+        """The geometry of every buffer, computed once and reused by every simulation."""
+        yield from self._geometry
+        for b in self._buffer_iter:
             ext = [p.extent[i] for p, i in zip(self.pairs, b)]
             full = [p.full[i] for p, i in zip(self.pairs, b)]
             last = [p.last[i] for p, i in zip(self.pairs, b)]
-            idx = self._outer_sum(
-                [np.arange(lo, hi, dtype=np.int64) * s for (lo, hi), s in zip(sl, self.strides)]
-            )
-            piece = self._outer_prod(ext)
-            complete = self._outer_and(last)
-            runs = piece_runs(ext, full).ravel() if not self.chunked else np.ones_like(piece)
-            st = status[idx]
-            action = np.full(idx.shape, WRITE_PARTIAL, dtype=np.int8)
-            whole = complete & (st != FLUSHED)
-            action[whole & (st == KEPT)] = WRITE_KEPT
-            action[whole & (st == NEW)] = WRITE_WHOLE
-            cont = ~complete & (st == KEPT)
-            action[cont] = KEEP
-            new = ~complete & (st == NEW)
-            released = int(kept[idx[action == WRITE_KEPT]].sum())
-            if released:
-                committed -= int(self.reserve[idx[action == WRITE_KEPT]].sum())
-            admitted = np.zeros(0, dtype=np.int64)
-            if self.kept_cap > 0 and new.any():
-                cand = np.flatnonzero(new)
-                cand = cand[self.priority[idx[cand]] >= self.min_priority]
-                order = np.argsort(-self.priority[idx[cand]], kind="stable")
-                cand = cand[order]
-                fits = committed + np.cumsum(self.reserve[idx[cand]]) <= self.kept_cap
-                admitted = cand[fits] if fits.all() else cand[: int(np.argmin(fits))]
-                action[admitted] = KEEP
-                committed += int(self.reserve[idx[admitted]].sum())
-            flushed_new = new.copy()
-            flushed_new[admitted] = False
-            status[idx[flushed_new]] = FLUSHED
-            status[idx[admitted]] = KEPT
-            keep_now = action == KEEP
-            added = int(piece[keep_now].sum())
-            kept[idx[keep_now]] += piece[keep_now]
-            kept[idx[action == WRITE_KEPT]] = 0
-            t.kept_peak = max(t.kept_peak, kept_total + added - released, kept_total)
-            kept_total += added - released
-            self._count(action, piece, runs, idx, st, flushed_new)
-            yield BufferDecision(b, idx, piece, runs, action, flushed_new)
+            idx = _outer_sum([np.arange(p.lo[i], p.hi[i], dtype=np.int64) * s
+                              for p, i, s in zip(self.pairs, b, self.strides)])
+            piece = _outer_prod(ext)
+            suffix = _suffix_and(last)  # suffix[k]: the piece completes its level-k unit
+            runs = np.ones_like(piece) if self.chunked else piece_runs(ext, full).ravel()
+            step = _Step(b, ext, full, idx, piece, suffix, runs)
+            self._geometry.append(step)
+            yield step
 
-    def _count(self, action, piece, runs, idx, st, flushed_new) -> None:  # type: ignore[no-untyped-def]
+    def _admit(self, idx: np.ndarray, lev: np.ndarray, new: np.ndarray,
+               complete: np.ndarray) -> np.ndarray:
+        """Give every block touched for the first time its keep level."""
+        n = self.ndim
+        lev = lev.copy()
+        lev[new & complete] = 0  # whole inside this buffer: written at once, nothing kept
+        todo = new & ~complete
+        for k in self.levels:
+            cand = np.flatnonzero(todo)
+            if cand.size == 0:
+                break
+            prio = self.priority[k][idx[cand]]
+            cand = cand[(prio >= self.min_priority) & (prio > 0)]
+            if cand.size == 0:
+                continue
+            cand = cand[np.argsort(-self.priority[k][idx[cand]], kind="stable")]
+            need = np.cumsum(self.reserve[k][idx[cand]])
+            fits = self._committed + need <= self.kept_cap
+            take = cand[: len(fits) if fits.all() else int(np.argmin(fits))]
+            if take.size:
+                lev[take] = k
+                todo[take] = False
+                self._committed += int(self.reserve[k][idx[take]].sum())
+        lev[todo] = n
+        return lev
+
+    def _unit_runs(self, step: _Step, lev: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = np.ones(len(lev), dtype=np.int64)
+        if self.chunked or not mask.any():
+            return out
+        for k in np.unique(lev[mask]).tolist():
+            if k == 0:
+                continue
+            runs = step.unit_runs.get(k)
+            if runs is None:
+                spans = [f if a < k else np.ones_like(f) for a, f in enumerate(step.full)]
+                runs = step.unit_runs[k] = piece_runs(step.ext, spans).ravel()
+            sel = mask & (lev == k)
+            out[sel] = runs[sel]
+        return out
+
+    def _count(self, action: np.ndarray, piece: np.ndarray, runs: np.ndarray,
+               unit_runs: np.ndarray, before: np.ndarray, idx: np.ndarray,
+               first_write: np.ndarray) -> None:
         t = self._totals
         isz = self.itemsize
-        whole = (action == WRITE_WHOLE) | (action == WRITE_KEPT)
+        whole = action == WRITE_WHOLE
+        kept = action == WRITE_KEPT
         partial = action == WRITE_PARTIAL
-        t.opens += int(whole.sum() + partial.sum())
+        t.opens += int(whole.sum() + kept.sum() + partial.sum())
         if self.chunked:
-            t.runs += int(whole.sum() + partial.sum())
-            t.nbytes += int(self.block_elems[idx[whole | partial]].sum()) * isz
-            rmw = partial & ~flushed_new  # the first write to a chunk reads nothing back
+            writes = whole | kept | partial
+            t.runs += int(writes.sum())
+            t.nbytes += int(self.block_elems[idx[writes]].sum()) * isz
+            rmw = partial & ~first_write  # the first write to a chunk reads nothing back
             t.runs += int(rmw.sum())
             t.rmw_bytes += int(self.block_elems[idx[rmw]].sum()) * isz
-        else:
-            t.runs += int(whole.sum()) + int(runs[partial].sum())
-            t.nbytes += (int(self.block_elems[idx[whole]].sum()) + int(piece[partial].sum())) * isz
+            return
+        t.runs += int(whole.sum()) + int(unit_runs[kept].sum()) + int(runs[partial].sum())
+        elems = self.block_elems[idx[whole]].sum() + (before + piece)[kept].sum()
+        t.nbytes += int(elems + piece[partial].sum()) * isz
 
-    def _outer_sum(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.zeros((), dtype=np.int64)
-        for a in _broadcast(arrays):
-            out = out + a
-        return out.ravel()
 
-    @staticmethod
-    def _outer_and(arrays: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.ones((), dtype=bool)
-        for a in _broadcast(arrays):
-            out = out & a
-        return out.ravel()
+def _outer_prod(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.ones((), dtype=np.int64)
+    for a in _broadcast([np.asarray(x, dtype=np.int64) for x in arrays]):
+        out = out * a
+    return out.ravel()
+
+
+def _outer_prod_full(maxext: Sequence[np.ndarray], lengths: Sequence[np.ndarray], k: int,
+                     lastext: Sequence[np.ndarray]) -> np.ndarray:
+    """Reserve of level ``k``: the largest unit, less the smallest last piece of it."""
+    n = len(lengths)
+    unit = _outer_prod([*maxext[:k], *lengths[k:]])
+    last = _outer_prod([*maxext[:k], *lastext[k:]]) if k < n else unit
+    return unit - last
+
+
+def _outer_sum(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.zeros((), dtype=np.int64)
+    for a in _broadcast(arrays):
+        out = out + a
+    return out.ravel()
+
+
+def _suffix_and(last: Sequence[np.ndarray]) -> np.ndarray:
+    """Row ``k``: the piece is the last along every axis from ``k`` on (row ndim: True)."""
+    n = len(last)
+    shape = tuple(len(x) for x in last)
+    rows = np.ones((n + 1, math.prod(shape)), dtype=bool)
+    acc = np.ones(shape, dtype=bool)
+    for k, a in zip(range(n - 1, -1, -1), reversed(_broadcast(list(last)))):
+        acc = acc & a
+        rows[k] = acc.ravel()
+    return rows

@@ -52,11 +52,12 @@ def grow_whole_blocks(unit: Grid, shape: tuple[int, ...], avail: int) -> Bounds 
         return None
     target = list(base)
     for d in reversed(range(len(shape))):
-        others = math.prod(target) // target[d]
-        k = max(1, min(avail // others, shape[d]) // base[d])
-        target[d] = min(k * base[d], shape[d])
-        if target[d] < shape[d]:
-            break
+        lim = avail // (math.prod(target) // target[d])
+        if lim >= shape[d]:  # the whole axis, edge block included
+            target[d] = shape[d]
+            continue
+        target[d] = max(1, lim // base[d]) * base[d]
+        break
     return _bounds(unit.bounds, target)
 
 
@@ -84,7 +85,10 @@ def grow_keep(in_grid: Grid, out_grid: Grid, avail: int) -> Bounds | None:
             B[d] = lam[d]
             bounds[d] = group_bounds(in_grid.bounds[d], lam[d])
             continue
-        if lim >= ib[d]:
+        if lim >= shape[d]:
+            B[d] = shape[d]
+            bounds[d] = np.array([0, shape[d]], dtype=np.int64)
+        elif lim >= ib[d]:
             B[d] = lim // ib[d] * ib[d]
             bounds[d] = group_bounds(in_grid.bounds[d], B[d])
         elif lim >= ob[d]:
@@ -99,8 +103,8 @@ def grow_keep(in_grid: Grid, out_grid: Grid, avail: int) -> Bounds | None:
             bounds[slower] = np.arange(shape[slower] + 1, dtype=np.int64)
         return tuple(bounds)
     for d in _axes_by_overlap(bounds, out_grid):
-        while B[d] < shape[d] and math.prod(B) // B[d] * (B[d] + ib[d]) <= avail:
-            B[d] += ib[d]
+        while B[d] < shape[d] and math.prod(B) // B[d] * min(B[d] + ib[d], shape[d]) <= avail:
+            B[d] = min(B[d] + ib[d], shape[d])
         bounds[d] = group_bounds(in_grid.bounds[d], B[d])
     return tuple(bounds)
 
@@ -139,14 +143,30 @@ def buffer_orders(bounds: Bounds, out_grid: Grid) -> list[tuple[int, ...]]:
     return list(dict.fromkeys([default, c_order, tuple(reversed(c_order)), default[::-1]]))
 
 
+def aligned_shapes(in_grid: Grid, out_grid: Grid, avail: int, most: int = 81) -> Iterator[Bounds]:
+    """Buffers of one input block, the input aggregate or the whole extent on each axis.
+
+    With room for slabs that span the fast axes, a buffer one input block thick
+    on the slow axes often beats the aggregate everywhere: its units complete one
+    slab at a time. Only shapes that fit in ``avail`` elements are given.
+    """
+    lam = input_aggregate(in_grid, out_grid)
+    choices = [sorted({i, l, r}) for i, l, r in zip(in_grid.block_shape, lam, in_grid.shape)]
+    shapes = [s for s in itertools.product(*choices) if math.prod(s) <= avail]
+    shapes.sort(key=math.prod, reverse=True)
+    for shape in shapes[:most]:
+        yield _bounds(in_grid.bounds, shape)
+
+
 def keep_candidates(
     in_grid: Grid, out_grid: Grid, avail: int, extra: Sequence[Bounds | None]
 ) -> Iterator[Bounds]:
-    """Distinct keep buffer partitions: grown at several budgets, plus ``extra``."""
+    """Distinct keep buffer partitions: grown at several budgets, aligned shapes, ``extra``."""
     seen: set[tuple[bytes, ...]] = set()
     fractions = (1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.08, 0.04)
     grown = (grow_keep(in_grid, out_grid, int(avail * f)) for f in fractions)
-    for bounds in itertools.chain(grown, extra):
+    aligned = aligned_shapes(in_grid, out_grid, avail)
+    for bounds in itertools.chain(grown, aligned, extra):
         if bounds is None or buffer_elems(bounds) > avail:
             continue
         key = tuple(b.tobytes() for b in bounds)
