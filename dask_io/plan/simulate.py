@@ -34,7 +34,6 @@ import numpy as np
 from dask_io.plan.axes import AxisPairs
 
 
-
 @dataclass
 class BufferDecision:
     """What happens to the output blocks touched by one buffer (flat arrays)."""

@@ -151,7 +151,7 @@ def aligned_shapes(in_grid: Grid, out_grid: Grid, avail: int, most: int = 81) ->
     slab at a time. Only shapes that fit in ``avail`` elements are given.
     """
     lam = input_aggregate(in_grid, out_grid)
-    choices = [sorted({i, l, r}) for i, l, r in zip(in_grid.block_shape, lam, in_grid.shape)]
+    choices = [sorted({i, a, r}) for i, a, r in zip(in_grid.block_shape, lam, in_grid.shape)]
     shapes = [s for s in itertools.product(*choices) if math.prod(s) <= avail]
     shapes.sort(key=math.prod, reverse=True)
     for shape in shapes[:most]:
