@@ -14,8 +14,8 @@ __all__ = [
     "InvalidChunksError",
     "QueryPlanningWarning",
     "StoreExistsError",
-    "StoreNotFoundError",
     "StoreMismatchError",
+    "StoreNotFoundError",
 ]
 
 
