@@ -81,7 +81,8 @@ def _axis_chunks(c: Any, extent: int, name: str, chunks: Any) -> tuple[int, ...]
         if c <= 0:
             raise InvalidChunksError(f"{name}={chunks!r} has {c!r}; expected positive integers")
         c = min(int(c), extent)
-        return (c,) * (extent // c) + ((extent % c,) if extent % c else ())
+        size = int(c)
+        return (size,) * (extent // size) + ((extent % size,) if extent % size else ())
     try:
         lengths = tuple(c)
     except TypeError:

@@ -472,7 +472,7 @@ def plan_resplit(
         raise InsufficientMemoryError(_infeasible_message(pb, strategy))
     chosen = min(feasible.values(), key=lambda p: (_score(p.cost), STRATEGIES.index(p.strategy)))
     chosen.alternatives = {
-        n: plans[n] or _infeasible_message(pb, n) for n in wanted  # type: ignore[misc]
+        n: plans[n] or _infeasible_message(pb, n) for n in wanted
     }
     chosen.planning_time = time.perf_counter() - start
     return chosen

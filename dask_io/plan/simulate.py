@@ -171,7 +171,8 @@ class WriteSimulator:
         runs = _outer_prod(F)
         for L in range(min(k, n)):
             runs = runs + _outer_prod([*self.lengths[:L], P[L], *F[L + 1 :]])
-        return runs + units
+        total: np.ndarray = runs + units
+        return total
 
     def priority_levels(self, count: int = 8) -> list[float]:
         """Thresholds worth trying for ``min_priority``.
@@ -187,7 +188,9 @@ class WriteSimulator:
         if positive.size == 0:
             return [0.0]
         picks = positive[np.linspace(0, positive.size - 1, count).round().astype(int)]
-        spaced = np.geomspace(positive[0], positive[-1], 6)[1:-1] if positive.size > 1 else []
+        spaced: list[float] = []
+        if positive.size > 1:
+            spaced = np.geomspace(positive[0], positive[-1], 6)[1:-1].tolist()
         return [0.0, *sorted({float(x) for x in (*picks[1:], *spaced)})]
 
     def buffers(self) -> Iterator[tuple[int, ...]]:
@@ -348,7 +351,8 @@ def _outer_prod_full(maxext: Sequence[np.ndarray], lengths: Sequence[np.ndarray]
     n = len(lengths)
     unit = _outer_prod([*maxext[:k], *lengths[k:]])
     last = _outer_prod([*maxext[:k], *lastext[k:]]) if k < n else unit
-    return unit - last
+    reserve: np.ndarray = unit - last
+    return reserve
 
 
 def _outer_sum(arrays: Sequence[np.ndarray]) -> np.ndarray:
