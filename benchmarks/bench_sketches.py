@@ -124,11 +124,17 @@ def measure(name: str, sketch: Any, keys: Any, kind: str) -> dict[str, Any]:
     if name == "dask_io HLL":
         return {"bytes": len(sketch.to_bytes()), "error": f"{sketch.count() / n - 1:+.3%}"}
     if name == "datasketches HLL":
-        return {"bytes": len(sketch.serialize_compact()), "error": f"{sketch.get_estimate() / n - 1:+.3%}"}
+        return {
+            "bytes": len(sketch.serialize_compact()),
+            "error": f"{sketch.get_estimate() / n - 1:+.3%}",
+        }
     if name == "dask_io Bloom":
         fresh = fresh_keys(kind, n, 100_000)
         assert sketch.contains(sample).all()
-        return {"bytes": len(sketch.to_bytes()), "error": f"FPR {sketch.contains(fresh).mean():.3%}"}
+        return {
+            "bytes": len(sketch.to_bytes()),
+            "error": f"FPR {sketch.contains(fresh).mean():.3%}",
+        }
     if name == "pyprobables Bloom":
         fresh = fresh_keys(kind, n, 100_000)
         fresh = [str(k) for k in fresh.tolist()] if kind == "int64" else fresh
@@ -171,17 +177,25 @@ def run_python(args: argparse.Namespace) -> list[dict[str, Any]]:
         ("HLL", "dask_io HLL", ours_hll, lambda kind: data[kind]),
         ("HLL", "datasketches HLL", ds_hll, lambda kind: per_item[kind]),
         ("Bloom", "dask_io Bloom", ours_bloom, lambda kind: data[kind]),
-        ("Bloom", "pyprobables Bloom", pp_bloom,
-         lambda kind: str_of_int if kind == "int64" else per_item[kind]),
+        (
+            "Bloom",
+            "pyprobables Bloom",
+            pp_bloom,
+            lambda kind: str_of_int if kind == "int64" else per_item[kind],
+        ),
         ("CMS", "dask_io CMS", ours_cms, lambda kind: data[kind]),
         ("CMS", "datasketches CMS", ds_cms, lambda kind: per_item[kind]),
-        ("CMS", "pyprobables CMS", pp_cms,
-         lambda kind: str_of_int if kind == "int64" else per_item[kind]),
+        (
+            "CMS",
+            "pyprobables CMS",
+            pp_cms,
+            lambda kind: str_of_int if kind == "int64" else per_item[kind],
+        ),
     ]
     times: dict[tuple[str, str], list[float]] = {}
     last: dict[tuple[str, str], Any] = {}
     for kind in ("int64", "str"):
-        for _, name, func, keys_of in methods:  # warm-up: page faults, imports
+        for _, _name, func, keys_of in methods:  # warm-up: page faults, imports
             func(keys_of(kind)[:1000])
         for _rep in range(args.reps):
             for _, name, func, keys_of in methods:
@@ -216,7 +230,8 @@ from pyspark.sql import SparkSession, functions as F
 n_int, n_str, reps = (int(a) for a in sys.argv[1:4])
 t0 = time.perf_counter()
 spark = (SparkSession.builder.master("local[1]").config("spark.driver.memory", "3g")
-         .config("spark.ui.enabled", "false").getOrCreate())
+         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+         .getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
 startup = time.perf_counter() - t0
 ints = spark.range(n_int).cache(); ints.count()
@@ -230,10 +245,10 @@ jobs = {
   ("HLL", "Spark approx_count_distinct", "str"): (n_str, lambda: strs.agg(F.approx_count_distinct("id", 0.01)).collect()[0][0]),
   ("HLL", "Spark RDD countApproxDistinct", "int64"): (n_int // 10, lambda: rdd_int.countApproxDistinct(0.01)),
   ("HLL", "Spark RDD countApproxDistinct", "str"): (n_str, lambda: rdd_str.countApproxDistinct(0.01)),
-  ("Bloom", "Spark stat.bloomFilter", "int64"): (n_int, lambda: ints.stat.bloomFilter("id", n_int, 0.01)),
-  ("Bloom", "Spark stat.bloomFilter", "str"): (n_str, lambda: strs.stat.bloomFilter("id", n_str, 0.01)),
-  ("CMS", "Spark stat.countMinSketch", "int64"): (n_int, lambda: ints.stat.countMinSketch("id", 0.001, 0.99, 1)),
-  ("CMS", "Spark stat.countMinSketch", "str"): (n_str, lambda: strs.stat.countMinSketch("id", 0.001, 0.99, 1)),
+  ("Bloom", "Spark stat.bloomFilter", "int64"): (n_int, lambda: ints._jdf.stat().bloomFilter("id", n_int, 0.01)),
+  ("Bloom", "Spark stat.bloomFilter", "str"): (n_str, lambda: strs._jdf.stat().bloomFilter("id", n_str, 0.01)),
+  ("CMS", "Spark stat.countMinSketch", "int64"): (n_int, lambda: ints._jdf.stat().countMinSketch("id", 0.001, 0.99, 1)),
+  ("CMS", "Spark stat.countMinSketch", "str"): (n_str, lambda: strs._jdf.stat().countMinSketch("id", 0.001, 0.99, 1)),
 }
 t0 = time.perf_counter()
 for key, (n, job) in jobs.items():
@@ -248,11 +263,19 @@ rows = []
 for (sketch, method, kind), (n, _) in jobs.items():
     ts = times[(sketch, method, kind)]
     r = results[(sketch, method, kind)]
-    err = f"{r / n - 1:+.3%}" if sketch == "HLL" else ""
-    if sketch == "Bloom":
-        err = "bits " + str(r.bitSize()) if hasattr(r, "bitSize") else ""
+    size = ""
+    if sketch == "HLL":
+        err = f"{r / n - 1:+.3%}"
+    elif sketch == "Bloom":
+        size, err = r.bitSize() // 8, f"expected FPP {r.expectedFpp():.3%} (Spark's estimate)"
+    else:
+        sample = list(range(1000)) if kind == "int64" else [f"u{i:07d}" for i in range(1000)]
+        over = [r.estimateCount(k) - 1 for k in sample]
+        size = len(r.toByteArray())
+        err = (f"mean overcount {sum(over) / len(over) / n:.2e}·N, "
+               f"≤εN for {sum(o <= 0.001 * n for o in over) / len(over):.1%}")
     rows.append(dict(sketch=sketch, method=method, keys=kind, n=n, median_s=statistics.median(ts),
-                     min_s=min(ts), max_s=max(ts), error=err, bytes=""))
+                     min_s=min(ts), max_s=max(ts), error=err, bytes=size))
 print(json.dumps({"rows": rows, "startup_s": startup, "warmup_s": warmup}))
 spark.stop()
 """
@@ -299,12 +322,12 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, notes: list[str
         lines += [
             f"## {kind} keys",
             "",
-            "| sketch | method | n | M items/s | × per-item best | time s | size bytes | error |",
+            "| sketch | method | n | M items/s | × best per-item library | time s | size bytes | error |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for sketch in ("HLL", "Bloom", "CMS"):
             group = [r for r in rows if r["keys"] == kind and r["sketch"] == sketch]
-            others = [r["n"] / r["median_s"] for r in group if not r["method"].startswith("dask_io")]
+            others = [r["n"] / r["median_s"] for r in group if _per_item(r["method"])]
             best = max(others) if others else float("nan")
             for r in group:
                 rate = r["n"] / r["median_s"]
@@ -317,6 +340,10 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace, notes: list[str
     return "\n".join(lines)
 
 
+def _per_item(method: str) -> bool:
+    return method.split()[0] in ("datasketches", "pyprobables")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-int", type=int, default=10_000_000)
@@ -327,12 +354,17 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the Markdown report here")
     args = parser.parse_args()
     args.per_item_n = min(args.per_item_n, args.n_int, args.n_str)
+    load_start = os.getloadavg()[0]
     rows = run_python(args)
     notes = []
     if args.spark_python:
         spark_rows, note = run_spark(args)
         rows += spark_rows
         notes.append(note)
+    notes.append(
+        f"Load average (1 min) at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}, "
+        f"on {os.cpu_count()} cores: other jobs shared the machine."
+    )
     report = render(rows, args, notes)
     print(report)
     if args.out:
