@@ -81,9 +81,9 @@ def _check_subgrids(gp, out_grid: Grid):
 chunks_1d = hst.integers(1, 9)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
-    shape=hst.lists(hst.integers(1, 24), min_size=1, max_size=3),
+    shape=hst.lists(hst.integers(1, 16), min_size=1, max_size=3),
     data=hst.data(),
     workers=hst.integers(1, 6),
 )
