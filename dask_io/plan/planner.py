@@ -320,10 +320,11 @@ def _plan_simple(pb: _Problem, strategy: str) -> Plan | None:
 def _plan_keep(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
     """Search buffer partitions, buffer orders and keep thresholds; keep the cheapest.
 
-    Every candidate is scored by exact simulation, largest buffers first: each
-    partition with its default and C buffer orders over a few keep thresholds,
-    then the best few with every other order. A candidate is dropped as soon as
-    its seeks pass the best found so far.
+    Every candidate is scored by exact simulation, largest buffers first. First
+    each partition with its default and C buffer orders, keeping whatever fits;
+    then the best few with every keep threshold, then with every other order. A
+    candidate is dropped as soon as its seeks pass the best found so far, and the
+    search stops once a plan reaches the lower bound.
     """
     extra = [p.buffer_bounds for p in simple if p is not None]
     candidates = sorted(
@@ -331,34 +332,47 @@ def _plan_keep(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
         reverse=True,
     )
     best = min((p for p in simple if p is not None), key=lambda p: _score(p.cost), default=None)
-    scored: list[Plan] = []
     floor = 2 * (pb.in_grid.nblocks + pb.out_grid.nblocks)
+
+    def better(plan: Plan | None) -> None:
+        nonlocal best
+        if plan is not None and (best is None or _score(plan.cost) < _score(best.cost)):
+            best = plan
+
+    tried: list[tuple[Plan, WriteSimulator]] = []
     for bounds in candidates:
         if best is not None and best.cost.seeks <= floor:
-            break  # the lower bound is reached: nothing is cheaper
+            return _as_keep(pb, best)  # the lower bound: nothing is cheaper
         if best is not None and _read_seeks(pb, bounds) + 2 * pb.out_grid.nblocks > best.cost.seeks:
             continue
         for order in st.buffer_orders(bounds, pb.out_grid)[:2]:
             sim = _keep_simulator(pb, bounds, order)
-            for level in sim.priority_levels():
-                plan = _make(pb, "keep", bounds, order, True, level, _limit(best), sim)
-                if plan is not None:
-                    scored.append(plan)
-                    if best is None or _score(plan.cost) < _score(best.cost):
-                        best = plan
-    scored.sort(key=lambda p: _score(p.cost))
-    for plan in _distinct_bounds(scored)[:3]:
+            plan = _make(pb, "keep", bounds, order, True, 0.0, _limit(best), sim)
+            if plan is not None:
+                tried.append((plan, sim))
+            better(plan)
+    tried.sort(key=lambda ps: _score(ps[0].cost))
+    for plan, sim in tried[:3]:
+        for level in sim.priority_levels()[1:]:
+            better(_make(pb, "keep", plan.buffer_bounds, plan.order, True, level, _limit(best),
+                         sim))
+    finalists = _distinct_bounds([p for p, _ in tried])[:3]
+    for plan in finalists:
         for order in st.buffer_orders(plan.buffer_bounds, pb.out_grid)[2:]:
-            other = _make(
-                pb, "keep", plan.buffer_bounds, order, True, plan.min_priority, _limit(best)
-            )
-            if other is not None and best is not None and _score(other.cost) < _score(best.cost):
-                best = other
-    if best is None:
-        return None
-    if best.strategy != "keep":  # keeping adds nothing: the same buffers, keeping nothing
-        best = _make(pb, "keep", best.buffer_bounds, best.order, True)
-    return best
+            sim = _keep_simulator(pb, plan.buffer_bounds, order)
+            for level in sim.priority_levels():
+                better(_make(pb, "keep", plan.buffer_bounds, order, True, level, _limit(best),
+                             sim))
+    return None if best is None else _as_keep(pb, best)
+
+
+def _as_keep(pb: _Problem, best: Plan) -> Plan:
+    """The keep plan for ``best``: itself, or the same buffers when keeping adds nothing."""
+    if best.strategy == "keep":
+        return best
+    plan = _make(pb, "keep", best.buffer_bounds, best.order, True)
+    assert plan is not None
+    return plan
 
 
 def _read_seeks(pb: _Problem, bounds: st.Bounds) -> int:

@@ -17,10 +17,11 @@ each piece is written at once. Level ``k`` is offered only when the buffer order
 visits axes ``k..`` faster than the others, so one unit of a block at most is in
 memory at a time.
 
-A block reserves, at its first touch, the memory its pieces can occupy, so
-admission never has to be undone and kept data never exceeds the budget. Among
-the blocks a buffer touches for the first time, those that save the most seeks
-per reserved element get the lowest level that fits.
+A unit reserves, at its first piece, the memory its pieces can occupy until it
+is complete, so a kept unit never has to be given up and kept data never exceeds
+the budget; a unit whose reservation does not fit is written piece by piece.
+Among the blocks a buffer touches for the first time, those that save the most
+seeks per reserved element get the lowest level that fits.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class _Step:
     piece: np.ndarray
     suffix: np.ndarray  # row k: the piece completes its level-k unit
     runs: np.ndarray
+    first_suffix: np.ndarray  # row k: the piece starts its level-k unit
     unit_runs: dict[int, np.ndarray] = field(default_factory=dict)
 
 
@@ -217,35 +219,44 @@ class WriteSimulator:
 
     def _simulate(self) -> Iterator[BufferDecision]:
         n = self.ndim
-        level = np.full(len(self.block_elems), -1, dtype=np.int8)
-        held = np.zeros(len(self.block_elems), dtype=np.int64)
+        nblocks = len(self.block_elems)
+        level = np.full(nblocks, -1, dtype=np.int8)
+        held = np.zeros(nblocks, dtype=np.int64)  # elements kept for the current unit
+        reserved = np.zeros(nblocks, dtype=np.int64)  # reservation of the current unit
+        spilled = np.zeros(nblocks, dtype=bool)  # current unit did not fit: written piecewise
         self._committed = 0
         kept_total = 0
         self._totals = t = WriteTotals()
         for step in self._steps():
             b, idx, piece, suffix, runs = step.b, step.idx, step.piece, step.suffix, step.runs
+            rows = np.arange(len(idx))
             lev = level[idx]
             new = lev < 0
-            # blocks kept until this buffer complete here: their memory is free again
-            # before the blocks first touched here ask for theirs
-            finished = suffix[0] & ~new
-            for k in self.levels:
-                sel = finished & (lev == k)
-                if sel.any():
-                    self._committed -= int(self.reserve[k][idx[sel]].sum())
+            old = ~new & (lev < n)
+            # units completed by this buffer free their reservation before anything
+            # first touched here asks for memory (their WriteKept comes first, too)
+            done_old = old & suffix[np.where(old, lev, n), rows]
+            self._committed -= int(reserved[idx[done_old]].sum())
+            reserved[idx[done_old]] = 0
             if new.any():
-                lev = self._admit(idx, lev, new, suffix[0])
+                lev = self._admit(idx, lev, new, suffix)
                 level[idx] = lev
-            rows = np.arange(len(idx))
-            unit_done = suffix[lev, rows]
+                admitted = new & (lev < n) & ~suffix[np.minimum(lev, n), rows]
+                for k in self.levels:
+                    sel = admitted & (lev == k)
+                    reserved[idx[sel]] = self.reserve[k][idx[sel]]
+            self._start_units(step, idx, lev, old, reserved, spilled)
+            unit_done = suffix[np.minimum(lev, n), rows]
             before = held[idx]
+            piecewise = (lev == n) | spilled[idx]
             action = np.full(len(idx), KEEP, dtype=np.int8)
-            action[lev == n] = WRITE_PARTIAL
-            done_kept = unit_done & (lev < n)
+            action[piecewise] = WRITE_PARTIAL
+            done_kept = unit_done & ~piecewise
             action[done_kept & (before > 0)] = WRITE_KEPT
             direct = done_kept & (before == 0)
             action[direct & (lev == 0)] = WRITE_WHOLE
             action[direct & (lev > 0)] = WRITE_PARTIAL
+            spilled[idx[unit_done]] = False
             unit_runs = self._unit_runs(step, lev, action == WRITE_KEPT)
             keep = action == KEEP
             wk = action == WRITE_KEPT
@@ -259,6 +270,23 @@ class WriteSimulator:
             self._count(action, piece, runs, unit_runs, before, idx, first_write)
             yield BufferDecision(b, idx, piece, runs, action, first_write, lev, unit_runs, before)
 
+    def _start_units(self, step: _Step, idx: np.ndarray, lev: np.ndarray, old: np.ndarray,
+                     reserved: np.ndarray, spilled: np.ndarray) -> None:
+        """Blocks seen before whose next unit starts here reserve its memory, or spill it."""
+        rows = np.arange(len(idx))
+        starts = old & step.first_suffix[np.where(old, lev, self.ndim), rows]
+        starts &= ~step.suffix[np.where(old, lev, self.ndim), rows]  # one-piece units keep nothing
+        for k in self.levels:
+            cand = np.flatnonzero(starts & (lev == k))
+            if cand.size == 0:
+                continue
+            need = np.cumsum(self.reserve[k][idx[cand]])
+            fits = self._committed + need <= self.kept_cap
+            take = cand[: len(fits) if fits.all() else int(np.argmin(fits))]
+            reserved[idx[take]] = self.reserve[k][idx[take]]
+            self._committed += int(reserved[idx[take]].sum())
+            spilled[idx[np.setdiff1d(cand, take)]] = True
+
     def _steps(self) -> Iterator[_Step]:
         """The geometry of every buffer, computed once and reused by every simulation."""
         yield from self._geometry
@@ -270,16 +298,18 @@ class WriteSimulator:
                               for p, i, s in zip(self.pairs, b, self.strides)])
             piece = _outer_prod(ext)
             suffix = _suffix_and(last)  # suffix[k]: the piece completes its level-k unit
+            first_suffix = _suffix_and([p.first[i] for p, i in zip(self.pairs, b)])
             runs = np.ones_like(piece) if self.chunked else piece_runs(ext, full).ravel()
-            step = _Step(b, ext, full, idx, piece, suffix, runs)
+            step = _Step(b, ext, full, idx, piece, suffix, runs, first_suffix)
             self._geometry.append(step)
             yield step
 
     def _admit(self, idx: np.ndarray, lev: np.ndarray, new: np.ndarray,
-               complete: np.ndarray) -> np.ndarray:
+               suffix: np.ndarray) -> np.ndarray:
         """Give every block touched for the first time its keep level."""
         n = self.ndim
         lev = lev.copy()
+        complete = suffix[0]
         lev[new & complete] = 0  # whole inside this buffer: written at once, nothing kept
         todo = new & ~complete
         for k in self.levels:
