@@ -117,7 +117,7 @@ def make_job(atoms: Sequence[Atom], handles: Sequence[ArrayHandle], coords: Any)
     in_chunks = _grid(sources, handles, shape)
     out_chunks = _grid(targets, handles, shape)
     layout = (_layout(sources, handles), _layout(targets, handles))
-    keys = list(dict.fromkeys(a.key for a in atoms))
+    keys = list(dict.fromkeys(k for a in atoms for k in a.keys))
     return Job(shape, in_chunks, out_chunks, dtypes.pop(), layout, sources, targets, keys)
 
 

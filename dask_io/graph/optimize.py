@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Hashable, Iterator
 from typing import Any
 
@@ -51,12 +52,26 @@ def optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
     >>> dask.config.set(array_optimize=optimize)                      # doctest: +SKIP
     """
     settings = read_settings()
-    if settings.enabled and isinstance(dsk, HighLevelGraph):
-        flat = list(flatten(keys)) if isinstance(keys, (list, set, tuple)) else [keys]
-        rewritten = rewrite(dsk, flat, settings)
-        if rewritten is not None:
-            dsk = rewritten
-    return dask_optimize(dsk, keys, **kwargs)
+    with _gc_paused():
+        if settings.enabled and isinstance(dsk, HighLevelGraph):
+            flat = list(flatten(keys)) if isinstance(keys, (list, set, tuple)) else [keys]
+            rewritten = rewrite(dsk, flat, settings)
+            if rewritten is not None:
+                dsk = rewritten
+        return dask_optimize(dsk, keys, **kwargs)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Suspend the cyclic garbage collector: the pass allocates many small objects
+    and no cycles, and full collections over a large graph cost more than the pass."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ Recognition goes by layer type and task function, never by key names:
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +46,13 @@ class SourceLayer:
 
 @dataclass(frozen=True)
 class Atom:
-    """Sink ``key`` copies a box of ``extent`` from ``source`` at ``src`` to ``target`` at ``dst``."""
+    """Sink ``keys`` copy a box of ``extent`` from ``source`` at ``src`` to ``target`` at ``dst``.
 
-    key: Key
+    An atom found per task has one key; one found for a whole ``store`` layer lists
+    every key of the layer (they all depend on the copy being done).
+    """
+
+    keys: tuple[Key, ...]
     layer: str
     source: int
     src: tuple[int, ...]
@@ -170,16 +174,27 @@ def make_resolver(hlg: HighLevelGraph, sources: dict[str, SourceLayer]) -> Resol
     return Resolver(chain.__getitem__, source_view_function(sources))
 
 
-def find_atoms(hlg: HighLevelGraph, resolver: Resolver, handles: Handles) -> list[Atom]:
+def find_atoms(
+    hlg: HighLevelGraph,
+    resolver: Resolver,
+    handles: Handles,
+    whole: Callable[[str, Any], list[Atom] | None] | None = None,
+) -> list[Atom]:
     """The copies done by the sink tasks (of culled sink layers: the tasks they still
     hold) whose input is a view of sources.
 
     Sink keys are rarely the requested keys (``compute`` asks for a finalize task
-    that gathers them), so every sink task of the graph is considered.
+    that gathers them), so every sink task of the graph is considered. ``whole``,
+    when given, is tried first on each sink layer: it returns the atoms of the whole
+    layer, or None to fall back to interpreting the layer's tasks one by one.
     """
     atoms: list[Atom] = []
     for name, layer in hlg.layers.items():
         if not isinstance(layer, Blockwise) or layer.task.func is not load_store_chunk:
+            continue
+        found = None if whole is None else whole(name, layer)
+        if found is not None:
+            atoms.extend(found)
             continue
         for key in layer.get_output_keys():
             atoms.extend(_sink_atoms(hlg, name, key, layer[key], resolver, handles))
@@ -220,7 +235,7 @@ def _sink_atoms(
         arr = tuple(a + b for (a, _), b in zip(abox, lo))
         dst = tuple(a + s for a, s in zip(arr, shift))
         extent = tuple(b - a for a, b in p.box)
-        out.append(Atom(key, layer, p.source, p.start, tgt, dst, arr, extent))
+        out.append(Atom((key,), layer, p.source, p.start, tgt, dst, arr, extent))
     return out
 
 

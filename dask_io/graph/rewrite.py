@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from dask._task_spec import Task, TaskRef
-from dask.base import tokenize
+from dask._task_spec import Alias, Task, TaskRef
 from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
 from dask_io.errors import InsufficientMemoryError
-from dask_io.graph.buffers import SubgraphBuilder
+from dask_io.graph.buffers import SubgraphBuilder, key_digest
 from dask_io.graph.cluster import cluster_layer, needed_indices
 from dask_io.graph.jobs import build_jobs
+from dask_io.graph.layers import LayerViews, store_layer_atoms
 from dask_io.graph.recognize import Handles, find_atoms, find_sources, make_resolver
 from dask_io.graph.settings import Settings
 from dask_io.plan import plan_resplit
@@ -74,7 +74,9 @@ def rewrite(hlg: HighLevelGraph, keys: Sequence[Key], settings: Settings) -> Hig
 def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
                       sources: dict[str, Any], handles: Handles, settings: Settings) -> None:
     resolver = make_resolver(hlg, sources)
-    atoms = find_atoms(hlg, resolver, handles)
+    views = LayerViews(hlg, sources)
+    atoms = find_atoms(hlg, resolver, handles,
+                       lambda name, layer: store_layer_atoms(hlg, name, layer, views, handles))
     builder = SubgraphBuilder(handles.handles)
     done: dict[Key, Key] = {}
     for job in build_jobs(atoms, handles.handles):
@@ -87,20 +89,28 @@ def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
         done.update(dict.fromkeys(job.keys, final))
     if not done:
         return
-    name = f"dask_io-resplit-{tokenize(sorted(builder.tasks, key=str))}"
+    name = f"dask_io-resplit-{key_digest(builder.tasks)}"
     graph.put(name, builder.tasks, set())
-    for layer_name in {a.layer for a in atoms if a.key in done}:
+    for layer_name in sorted({a.layer for a in atoms if a.keys[0] in done}):
         layer = hlg.layers[layer_name]
+        outputs = layer.get_output_keys()
+        if all(k in done for k in outputs):  # no need to build the layer's own tasks
+            # an alias of the token: the value (None) of a store task once it has run
+            tasks = {k: Alias(k, done[k]) for k in outputs}
+            graph.put(layer_name, tasks, {name}, layer.annotations)
+            continue
         tasks = dict(layer)
         for key in tasks:
             if key in done:
                 tasks[key] = Task(key, stored, TaskRef(done[key]))
-        deps = {name} if all(k in done for k in tasks) else graph.deps[layer_name] | {name}
-        graph.put(layer_name, tasks, deps, layer.annotations)
+        graph.put(layer_name, tasks, graph.deps[layer_name] | {name}, layer.annotations)
 
 
 def _cluster_reads(graph: _Graph, keys: Sequence[Key], sources: dict[str, Any],
                    handles: Handles, settings: Settings) -> None:
+    reachable = graph.build(keys).layers
+    if not any(name in reachable for name in sources):
+        return  # every source was planned away: no need to cull task by task
     culled = graph.build().cull(set(keys))
     # HighLevelGraph.cull names each layer "<name>-<token of the keys>"
     by_name = {name.rsplit("-", 1)[0]: layer for name, layer in culled.layers.items()}
