@@ -12,11 +12,14 @@ sides give every pair of values, as in SQL. ``None`` is a key like any other
 from __future__ import annotations
 
 import functools
+import pickle
 from collections.abc import Iterable
 from typing import Any
 
+import xxhash
 from dask import delayed
 from dask.bag import Bag
+from dask.base import tokenize
 from dask.delayed import Delayed
 
 from dask_io.bag import _kernels as K
@@ -48,14 +51,30 @@ def _small_index(small: Any, getters: tuple[K.KeyFn, K.KeyFn], scatter: bool) ->
         return Delayed(name, new_bag(name, {name: task}, 1, [small]).dask)
     if isinstance(small, Delayed):
         return delayed(K.build_index, pure=True)(small, *getters)
-    index = K.build_index(list(small), *getters)
     if not scatter:
-        return delayed(index, pure=True, traverse=False)
+        return _pickled_index(list(small), getters)
+    index = K.build_index(list(small), *getters)
     client = _current_client()
     if client is None:
         raise ValueError("scatter=True needs a current dask.distributed Client; none was found")
     # a list of one item: scattering a dict would scatter each of its values
     return client.scatter([index], broadcast=True, hash=True)[0]
+
+
+def _pickled_index(small: list[Any], getters: tuple[K.KeyFn, K.KeyFn]) -> Delayed:
+    """A graph key whose task builds the index from the small side pickled to bytes.
+
+    One bytes literal keeps the graph cheap to tokenize, send and schedule (a big
+    list or dict literal is walked element by element by dask and distributed).
+    """
+    blob = pickle.dumps(small, protocol=pickle.HIGHEST_PROTOCOL)
+    name = f"dask_io-broadcast-index-{xxhash.xxh3_128_hexdigest(blob)}-{tokenize(getters)}"
+    task = (functools.partial(_index_from_bytes, getters=getters), blob)
+    return Delayed(name, {name: task})
+
+
+def _index_from_bytes(blob: bytes, getters: tuple[K.KeyFn, K.KeyFn]) -> dict[Any, list[Any]]:
+    return K.build_index(pickle.loads(blob), *getters)
 
 
 def _current_client() -> Any:
