@@ -22,6 +22,7 @@ from dask.base import tokenize
 
 from dask_io.graph.handles import ArrayHandle
 from dask_io.graph.jobs import Job
+from dask_io.graph.rawread import read_many
 from dask_io.plan import Plan
 from dask_io.plan.ops import Keep, LoadBuffer, Read, Write, WriteKept
 
@@ -33,11 +34,21 @@ Box = tuple[tuple[int, int], ...]
 
 
 def read_buffer(reads: Sequence[tuple[ArrayHandle, Box, tuple[slice, ...]]],
-                shape: tuple[int, ...], dtype: np.dtype[Any], *after: Any) -> np.ndarray:
-    """Allocate a buffer of ``shape`` and fill it: each read copies a box of an array."""
+                shape: tuple[int, ...], dtype: np.dtype[Any], staging: int, *after: Any) -> np.ndarray:
+    """Allocate a buffer of ``shape`` and fill it: each read copies a box of an array.
+
+    Boxes of arrays stored contiguously in files are read raw, on several threads
+    (:func:`~dask_io.graph.rawread.read_many`); others through the array object.
+    """
     buf = np.empty(shape, dtype)
+    raw = []
     for handle, box, local in reads:
-        handle.read_into(box, buf, local)
+        if handle.raw is not None and handle.raw.dtype == buf.dtype:
+            raw.append((handle.raw, box, buf[local]))
+        else:
+            handle.read_into(box, buf, local)
+    if raw:
+        read_many(raw, staging)
     return buf
 
 
@@ -94,15 +105,22 @@ class SubgraphBuilder:
     def __init__(self, handles: Sequence[ArrayHandle]) -> None:
         self.handles = handles
         self.tasks: dict[Key, Task] = {}
-        self.previous: Key | None = None
+        self.previous: Key | None = None  # the done token of the last buffer added
+        self._window: list[Key] = []  # done tokens of the last ``depth`` buffers
         self.read_keys: list[Key] = []
 
-    def add_job(self, job: Job, plan: Plan) -> Key:
-        """Add the tasks of ``plan`` over ``job``; return the key of its final token."""
+    def add_job(self, job: Job, plan: Plan, depth: int = 1) -> Key:
+        """Add the tasks of ``plan`` over ``job``; return the key of its final token.
+
+        With ``depth`` 2 the read of buffer ``k`` waits for buffer ``k - 2`` only, so
+        two buffers are alive at once (the caller planned with half the memory).
+        """
+        self.depth = depth
         token = tokenize(key_digest(job.keys), plan.strategy, plan.buffer_shape,
                          plan.order, plan.max_mem, job.in_chunks, job.out_chunks)
         kept: dict[tuple[int, ...], list[Key]] = {}
         self._out_grid = plan.out_grid
+        self._staging = max(plan.staging_bytes, 1 << 20)
         for number, ops in enumerate(plan.buffers()):
             self.previous = self._add_buffer(job, ops, f"{token}-{number}", kept)
         assert self.previous is not None
@@ -118,9 +136,11 @@ class SubgraphBuilder:
             if isinstance(op, Read):
                 handle, offset = job.sources.locate(op.region)
                 reads.append((self.handles[handle], _shift(op.region, offset), _local(op.region, region)))
-        after = () if self.previous is None else (TaskRef(self.previous),)
+        window = self._window
+        after = (TaskRef(window[0]),) if len(window) >= self.depth else ()
         self.tasks[read_key] = Task(read_key, read_buffer, DataNode(None, reads),
-                                    DataNode(None, _region_shape(region)), DataNode(None, job.dtype), *after)
+                                    DataNode(None, _region_shape(region)), DataNode(None, job.dtype),
+                                    DataNode(None, self._staging), *after)
         self.read_keys.append(read_key)
         outputs = []
         for i, op in enumerate(ops):
@@ -128,7 +148,11 @@ class SubgraphBuilder:
             if key is not None:
                 outputs.append(key)
         done_key = f"dask_io-done-{name}"
-        self.tasks[done_key] = Task(done_key, done, *[TaskRef(k) for k in outputs])
+        # the final token waits for the previous buffer, which may still be running
+        earlier = [TaskRef(window[-1])] if self.depth > 1 and window else []
+        self.tasks[done_key] = Task(done_key, done, *[TaskRef(k) for k in outputs], *earlier)
+        window.append(done_key)
+        del window[: max(0, len(window) - self.depth)]
         return done_key
 
     def _add_op(self, job: Job, op: Any, region: Box, read_key: Key, name: str,

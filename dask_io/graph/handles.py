@@ -76,6 +76,8 @@ class ArrayHandle:
         self._obj: Any = obj
         self._pid = os.getpid()
         self._spec = _reopen_spec(obj, self.kind)
+        # where a source's bytes are, for raw reads (None: read through the object)
+        self.raw = None if writable else _raw_location(obj, self.kind)
 
     # -- pickling: h5py and memmaps travel as how to reopen them ---------------
     def __getstate__(self) -> dict[str, Any]:
@@ -202,6 +204,16 @@ def _storage_chunks(obj: Any, kind: str) -> tuple[int, ...] | None:
     if kind == "zarr":
         shards = getattr(obj, "shards", None)
         return tuple(int(c) for c in (shards or obj.chunks))
+    return None
+
+
+def _raw_location(obj: Any, kind: str) -> Any:
+    from dask_io.graph.rawread import h5py_raw, memmap_raw
+
+    if kind == "h5py":
+        return h5py_raw(obj)
+    if kind == "memmap":
+        return memmap_raw(obj)
     return None
 
 

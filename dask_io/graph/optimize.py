@@ -21,7 +21,7 @@ from dask_io.graph.rewrite import rewrite
 from dask_io.graph.settings import check_query_planning, read_settings
 
 Key = Hashable
-_SETTINGS = {"strategy", "max_mem", "enabled", "cluster_reads"}
+_SETTINGS = {"strategy", "max_mem", "enabled", "cluster_reads", "pipeline"}
 
 
 def optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
@@ -81,7 +81,8 @@ def optimizing(**settings: Any) -> Iterator[None]:
     Parameters
     ----------
     **settings
-        ``strategy``, ``max_mem`` (bytes or ``"4GiB"``), ``enabled``, ``cluster_reads``:
+        ``strategy``, ``max_mem`` (bytes or ``"4GiB"``), ``enabled``, ``cluster_reads``,
+        ``pipeline`` (two buffers at once, each planned within half the memory):
         set as ``dask_io.<name>`` (underscores become dashes) inside the block.
 
     Examples

@@ -15,13 +15,14 @@ from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask_io.errors import InsufficientMemoryError
 from dask_io.graph.buffers import SubgraphBuilder, key_digest
 from dask_io.graph.cluster import cluster_layer, needed_indices
-from dask_io.graph.jobs import build_jobs
+from dask_io.graph.jobs import Job, build_jobs
 from dask_io.graph.layers import LayerViews, store_layer_atoms
 from dask_io.graph.recognize import Handles, find_atoms, find_sources, make_resolver
 from dask_io.graph.settings import Settings
-from dask_io.plan import plan_resplit
+from dask_io.plan import Plan, plan_resplit
 
 Key = Hashable
+PIPELINE_SLACK = 1.25
 
 
 def stored(*after: Any) -> None:
@@ -80,12 +81,10 @@ def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
     builder = SubgraphBuilder(handles.handles)
     done: dict[Key, Key] = {}
     for job in build_jobs(atoms, handles.handles):
-        try:
-            plan = plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
-                                settings.max_mem, settings.strategy, job.layout)
-        except InsufficientMemoryError:
+        chosen = choose_plan(job, settings)
+        if chosen is None:
             continue
-        final = builder.add_job(job, plan)
+        final = builder.add_job(job, *chosen)
         done.update(dict.fromkeys(job.keys, final))
     if not done:
         return
@@ -104,6 +103,32 @@ def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
             if key in done:
                 tasks[key] = Task(key, stored, TaskRef(done[key]))
         graph.put(layer_name, tasks, graph.deps[layer_name] | {name}, layer.annotations)
+
+
+def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
+    """The plan of ``job`` and how many of its buffers may be alive at once.
+
+    With ``dask_io.pipeline`` on, a plan within half the memory runs two buffers at
+    once (the reads of one overlap the writes of the other) when it costs at most
+    :data:`PIPELINE_SLACK` times the seeks of the plan within all of it.
+    """
+    def plan(max_mem: int) -> Plan:
+        return plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
+                            max_mem, settings.strategy, job.layout)
+
+    try:
+        full = plan(settings.max_mem)
+    except InsufficientMemoryError:
+        return None
+    if not settings.pipeline:
+        return full, 1
+    try:
+        half = plan(settings.max_mem // 2)
+    except InsufficientMemoryError:
+        return full, 1
+    if half.cost.seeks <= PIPELINE_SLACK * full.cost.seeks:
+        return half, 2
+    return full, 1
 
 
 def _cluster_reads(graph: _Graph, keys: Sequence[Key], sources: dict[str, Any],

@@ -28,6 +28,7 @@ class Settings:
     strategy: str
     max_mem: int
     cluster_reads: bool
+    pipeline: bool = True
 
     @property
     def cluster_bytes(self) -> int:
@@ -68,6 +69,7 @@ def read_settings() -> Settings:
         strategy=strategy,
         max_mem=max_mem,
         cluster_reads=bool(dask.config.get("dask_io.cluster-reads", True)),
+        pipeline=bool(dask.config.get("dask_io.pipeline", True)),
     )
 
 
