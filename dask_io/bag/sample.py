@@ -17,6 +17,7 @@ from typing import Any
 from dask.bag import Bag
 
 from dask_io.bag import _kernels as K
+from dask_io.bag import _sample_kernels as S
 from dask_io.bag._graph import (
     check_bag,
     check_fraction,
@@ -30,7 +31,7 @@ __all__ = ["hash_sample", "sample", "sample_by_key", "take_sample"]
 
 
 def _bernoulli(records: Any, index: int, **kwargs: Any) -> list[Any]:
-    return K.bernoulli_sample(records, index, **kwargs)
+    return S.bernoulli_sample(records, index, **kwargs)
 
 
 def sample(bag: Bag, fraction: float, seed: int = 0, *, with_replacement: bool = False) -> Bag:
@@ -81,7 +82,7 @@ def _salt_of(salt: Any) -> int:
         if not 0 <= salt < 2**64:
             raise ValueError(f"salt={salt!r} is out of range; expected an int in [0, 2**64)")
         return salt
-    return K.stable_hash(salt)
+    return S.stable_hash(salt)
 
 
 def hash_sample(bag: Bag, key: Any, fraction: float, salt: int | str | bytes = 0) -> Bag:
@@ -120,16 +121,16 @@ def hash_sample(bag: Bag, key: Any, fraction: float, salt: int | str | bytes = 0
     fraction = check_fraction(fraction)
     salt_int = _salt_of(salt)
     func = functools.partial(
-        K.hash_sample_partition,
+        S.hash_sample_partition,
         keyfn=K.key_value_getters(key)[0],
-        threshold=K.hash_threshold(fraction),
+        threshold=S.hash_threshold(fraction),
         salt=salt_int,
     )
     return bag.map_partitions(func, token="dask_io-hash_sample")
 
 
 def _stratified(records: Any, index: int, **kwargs: Any) -> list[Any]:
-    return K.stratified_sample(records, index, **kwargs)
+    return S.stratified_sample(records, index, **kwargs)
 
 
 def sample_by_key(
@@ -188,7 +189,7 @@ def sample_by_key(
 
 
 def _reservoir(records: Any, index: int, n: int, seed: int) -> tuple[int, list[Any]]:
-    return K.reservoir_sample(records, index, n, seed)
+    return S.reservoir_sample(records, index, n, seed)
 
 
 def _count_of(reservoir: tuple[int, list[Any]]) -> int:
@@ -196,11 +197,11 @@ def _count_of(reservoir: tuple[int, list[Any]]) -> int:
 
 
 def _allocate(counts: list[int], n: int, seed: int) -> list[int]:
-    return K.allocate_sample(counts, n, seed)
+    return S.allocate_sample(counts, n, seed)
 
 
 def _subsample(reservoir: Any, alloc: list[int], index: int, seed: int) -> list[Any]:
-    return K.subsample(reservoir, index, alloc[index], seed)
+    return S.subsample(reservoir, index, alloc[index], seed)
 
 
 def take_sample(bag: Bag, n: int, seed: int = 0) -> Bag:
@@ -254,5 +255,5 @@ def take_sample(bag: Bag, n: int, seed: int = 0) -> Bag:
     counts = [(cnt, i) for i in range(bag.npartitions)]
     dsk[alloc] = (functools.partial(_allocate, n=n, seed=seed), counts)
     parts = [(sub, i) for i in range(bag.npartitions)]
-    dsk[(name, 0)] = (functools.partial(K.shuffle_sample, seed=seed), parts)
+    dsk[(name, 0)] = (functools.partial(S.shuffle_sample, seed=seed), parts)
     return new_bag(name, dsk, 1, [bag])

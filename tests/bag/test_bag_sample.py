@@ -10,7 +10,7 @@ import pytest
 from bag_data import bag_of, skewed_pairs, split_into
 
 from dask_io import bag as dbag
-from dask_io.bag import _kernels as K
+from dask_io.bag import _sample_kernels as S
 from dask_io.sketches.hashing import stable_hash
 
 RECORDS = list(range(20_000))
@@ -104,10 +104,10 @@ def test_take_sample_with_empty_and_tiny_partitions():
 
 def kernel_take_sample(parts, n, seed):
     """take_sample's four steps, run directly on the kernels."""
-    reservoirs = [K.reservoir_sample(p, i, n, seed) for i, p in enumerate(parts)]
-    alloc = K.allocate_sample([r[0] for r in reservoirs], n, seed)
-    subs = [K.subsample(r, i, alloc[i], seed) for i, r in enumerate(reservoirs)]
-    return K.shuffle_sample(subs, seed)
+    reservoirs = [S.reservoir_sample(p, i, n, seed) for i, p in enumerate(parts)]
+    alloc = S.allocate_sample([r[0] for r in reservoirs], n, seed)
+    subs = [S.subsample(r, i, alloc[i], seed) for i, r in enumerate(reservoirs)]
+    return S.shuffle_sample(subs, seed)
 
 
 def test_take_sample_is_uniform_over_subsets():
