@@ -143,7 +143,7 @@ def buffer_orders(bounds: Bounds, out_grid: Grid) -> list[tuple[int, ...]]:
     return list(dict.fromkeys([default, c_order, tuple(reversed(c_order)), default[::-1]]))
 
 
-def aligned_shapes(in_grid: Grid, out_grid: Grid, avail: int, most: int = 81) -> Iterator[Bounds]:
+def aligned_shapes(in_grid: Grid, out_grid: Grid, avail: int, most: int = 27) -> Iterator[Bounds]:
     """Buffers of one input block, the input aggregate or the whole extent on each axis.
 
     With room for slabs that span the fast axes, a buffer one input block thick
