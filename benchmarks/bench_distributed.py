@@ -246,14 +246,18 @@ def child_cmd(args: argparse.Namespace, method: str, workload: str) -> list[str]
             "--worker-limit", args.worker_limit]
 
 
-def simulate() -> str:
+def simulate(which: str = "mismatched,pancake") -> str:
     """Planning only: 1 TiB uint16 (8192^3) on 64 workers with 4 GiB each."""
     from dask_io.plan.groups import plan_groups
     from dask_io.plan.units import format_bytes
 
     lines = ["| workload | groups | seams | pieces | intermediate | planning s | per-worker "
              "tasks | reads | writes | bytes | peak mem |", "|" + "---|" * 11]
-    for name, (ic, oc) in workloads(8192).items():
+    cases = {"mismatched": ((256,) * 3, (200, 300, 350)),
+             "pancake": ((1, 8192, 8192), (8192, 256, 256))}
+    print("\n".join(lines), flush=True)
+    for name in which.split(","):
+        ic, oc = cases[name]
         start = time.perf_counter()
         gp = plan_groups((8192,) * 3, ic, oc, "uint16", "4GiB", n_workers=64)
         loads = gp.simulate(64)
@@ -266,7 +270,8 @@ def simulate() -> str:
             f"| {name} {ic}→{oc} | {len(gp.groups)} | {len(gp.seams)} | {gp.n_pieces} | "
             f"{format_bytes(gp.seam_bytes)} | {took:.1f} | {span('tasks')} | {span('reads')} | "
             f"{span('writes')} | {span('bytes', format_bytes)} | {span('peak_mem', format_bytes)} |")
-    return "\n".join(lines)
+        print(lines[-1], flush=True)
+    return ""
 
 
 def main() -> None:
@@ -283,7 +288,7 @@ def main() -> None:
     ap.add_argument("--workload")
     args = ap.parse_args()
     if args.simulate:
-        print(simulate())
+        simulate(args.workloads)
         return
     if args.run_one:
         args.method = args.run_one
