@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,12 +34,14 @@ LAYOUTS = ("contiguous", "chunked")
 STAGING_LIMIT = 16 * 2**20
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Plan:
     """A resplit plan: a buffer partition, a buffer order and what to keep, exactly costed.
 
     Build one with :func:`plan_resplit`. ``operations()`` lists what an executor
-    must do, in order; ``cost`` is what those operations cost.
+    must do, in order; ``cost`` is what those operations cost. Plans compare by
+    identity (their buffer boundaries are numpy arrays); compare ``cost``,
+    ``buffer_shape`` and ``order`` to compare what they do.
     """
 
     in_grid: Grid
@@ -485,11 +487,10 @@ def plan_resplit(
     if not feasible:
         raise InsufficientMemoryError(_infeasible_message(pb, strategy))
     chosen = min(feasible.values(), key=lambda p: (_score(p.cost), STRATEGIES.index(p.strategy)))
-    chosen.alternatives = {
+    alternatives: dict[str, Plan | str] = {
         n: plans[n] or _infeasible_message(pb, n) for n in wanted
     }
-    chosen.planning_time = time.perf_counter() - start
-    return chosen
+    return replace(chosen, alternatives=alternatives, planning_time=time.perf_counter() - start)
 
 
 def _infeasible_message(pb: _Problem, strategy: str) -> str:
