@@ -7,8 +7,9 @@ or a chunked HDF5 dataset is its chunks); its output grid the same for the targe
 Every block of either grid then lies in one array, so each operation of a plan maps
 to one read or one write of one array.
 
-The virtual coordinates are those of the only source (split, resplit), else of the
-only target (merge), else of each stored dask array in turn.
+The virtual coordinates are those of the only source (split), else of the only
+target (merge), else of the one dask array that every stored array is a slice of
+(a resplit stored block by block), else of each stored dask array in turn.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ def build_jobs(atoms: Sequence[Atom], handles: Sequence[ArrayHandle]) -> list[Jo
             return [job]
     if len(targets) == 1:
         job = make_job(atoms, handles, lambda a: a.dst)
+        if job is not None:
+            return [job]
+    roots = {a.root[0] if a.root else None for a in atoms}
+    if len(roots) == 1 and None not in roots:  # slices of one dask array, stored apart
+        job = make_job(atoms, handles, lambda a: a.root[1])
         if job is not None:
             return [job]
     by_layer: dict[str, list[Atom]] = defaultdict(list)

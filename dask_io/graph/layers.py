@@ -106,6 +106,12 @@ class LayerViews:
         self._arrays: dict[str, _Array | None] = {}
         self._by_key: dict[str, str] | None = None
         self._memo: dict[str, View | None] = {}
+        self._roots: dict[str, tuple[str, tuple[int, ...]]] = {}
+
+    def root(self, name: str) -> tuple[str, tuple[int, ...]]:
+        """(layer, start): the array that layer ``name`` is a translated box of, through
+        slices and rechunks, and where the box starts in it (itself at 0 if none)."""
+        return self._roots.get(name, (name, (0,) * len(self._arrays[name].shape)))  # type: ignore[union-attr]
 
     # -- which layer holds an array -------------------------------------------------
     def layer_of(self, key_name: str) -> str | None:
@@ -169,6 +175,8 @@ class LayerViews:
         if len(deps) == 1:
             box = _translation(arr, resolver, dep_arrays[0])  # type: ignore[arg-type]
             if box is not None:
+                root, start = self.root(deps[0])
+                self._roots[name] = (root, tuple(s + a for s, (a, _) in zip(start, box)))
                 return sub_view(dep_views[0], box)  # type: ignore[arg-type]
         return _mosaic(arr, resolver, dep_views)  # type: ignore[arg-type]
 
@@ -293,25 +301,27 @@ def store_layer_atoms(
         return None  # out of the target's bounds: Dask reports it
     starts = _starts(chunks)
     blocks = layer.output_blocks
+    root = views.root(source_layer)
     if blocks is None:
         keys = tuple((layer.output, *i) for i in itertools.product(*map(range, map(len, chunks))))
-        return _atoms(keys, name, view, (0,) * len(shape), shift, tgt)
+        return _atoms(keys, name, view, (0,) * len(shape), shift, tgt, root)
     atoms = []
     for index in sorted(blocks):
         box = _box(starts, index)
         lo = tuple(a for a, _ in box)
-        atoms.extend(_atoms(((layer.output, *index),), name, sub_view(view, box), lo, shift, tgt))
+        atoms.extend(_atoms(((layer.output, *index),), name, sub_view(view, box), lo, shift, tgt, root))
     return atoms
 
 
 def _atoms(keys: tuple[Key, ...], layer: str, view: View, lo: tuple[int, ...],
-           shift: tuple[int, ...], target: int) -> list[Atom]:
+           shift: tuple[int, ...], target: int, root: tuple[str, tuple[int, ...]]) -> list[Atom]:
     out = []
     for p in view.pieces:
         arr = tuple(o + a for o, (a, _) in zip(lo, p.box))
         dst = tuple(a + s for a, s in zip(arr, shift))
         extent = tuple(b - a for a, b in p.box)
-        out.append(Atom(keys, layer, p.source, p.start, target, dst, arr, extent))
+        at = (root[0], tuple(a + r for a, r in zip(arr, root[1])))
+        out.append(Atom(keys, layer, p.source, p.start, target, dst, arr, extent, at))
     return out
 
 

@@ -60,6 +60,7 @@ class Atom:
     dst: tuple[int, ...]
     arr: tuple[int, ...]  # the same box in the coordinates of the stored dask array
     extent: tuple[int, ...]
+    root: tuple[Any, ...] | None = None  # (array it was sliced from, box start in it)
 
 
 class Handles:

@@ -108,9 +108,10 @@ def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
 def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
     """The plan of ``job`` and how many of its buffers may be alive at once.
 
-    With ``dask_io.pipeline`` on, a plan within half the memory runs two buffers at
-    once (the reads of one overlap the writes of the other) when it costs at most
-    :data:`PIPELINE_SLACK` times the seeks of the plan within all of it.
+    With ``dask_io.pipeline`` on and contiguous targets, a plan within half the
+    memory runs two buffers at once (the reads of one overlap the writes of the
+    other) when it costs at most :data:`PIPELINE_SLACK` times the seeks of the plan
+    within all of it.
     """
     def plan(max_mem: int) -> Plan:
         return plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
@@ -120,7 +121,9 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
         full = plan(settings.max_mem)
     except InsufficientMemoryError:
         return None
-    if not settings.pipeline:
+    if not settings.pipeline or job.layout[1] != "contiguous":
+        # chunked targets: two buffers writing parts of one chunk at once would race
+        # in its read-modify-write
         return full, 1
     try:
         half = plan(settings.max_mem // 2)
