@@ -3,7 +3,9 @@
 The executor allocates one buffer of ``plan.buffer_shape`` (an edge buffer is a
 contiguous prefix of it, so whole-block reads land in it with one call), one staging
 array of ``plan.staging_bytes``, and a separate array for each kept piece, freed on
-``Release``. With ``prefetch``, a second buffer and staging array let a background
+``Release`` (freed arrays are kept in a pool, up to the plan's kept peak, and reused
+for pieces of the same size: fresh memory costs a page fault per page, which on a
+virtual machine is slower than the copy itself). With ``prefetch``, a second buffer and staging array let a background
 thread read buffer ``k + 1`` while buffer ``k`` is written (the lecture's read-ahead).
 
 Output blocks are committed (fsync, rename into place, recorded in the manifest) by a
@@ -37,6 +39,58 @@ from dask_io.plan.ops import (
 from dask_io.storage.base import local_region
 
 Buffer = list[Operation]
+
+
+class KeptPool:
+    """Arrays for kept pieces, reused by size so their pages stay mapped.
+
+    Live plus pooled bytes stay within ``limit`` (the plan's kept peak): a request
+    that does not fit frees pooled arrays first, the least recently pooled size
+    first. A request larger than what is left is still served (the executor never
+    fails for want of a pool).
+
+    >>> pool = KeptPool(100)
+    >>> a = pool.take(60)
+    >>> pool.give(a); pool.take(60) is a
+    True
+    >>> pool.give(a); b = pool.take(50); (pool.pooled, b.nbytes)
+    (0, 50)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.live = 0
+        self.pooled = 0
+        self.hits = 0
+        self.misses = 0
+        self._free: dict[int, list[npt.NDArray[np.uint8]]] = {}
+
+    def take(self, nbytes: int) -> npt.NDArray[np.uint8]:
+        """A uint8 array of ``nbytes`` (reused when one of that size is pooled)."""
+        stack = self._free.get(nbytes)
+        if stack:
+            arr = stack.pop()
+            if not stack:
+                del self._free[nbytes]
+            self.pooled -= nbytes
+            self.hits += 1
+        else:
+            while self._free and self.live + self.pooled + nbytes > self.limit:
+                size = next(iter(self._free))
+                self._free[size].pop()
+                self.pooled -= size
+                if not self._free[size]:
+                    del self._free[size]
+            arr = np.empty(nbytes, np.uint8)
+            self.misses += 1
+        self.live += nbytes
+        return arr
+
+    def give(self, arr: npt.NDArray[np.uint8]) -> None:
+        """Return ``arr`` (from :meth:`take`) to the pool."""
+        self.live -= arr.nbytes
+        self.pooled += arr.nbytes
+        self._free.setdefault(arr.nbytes, []).append(arr)
 
 
 def _size(region: Region) -> int:
@@ -99,6 +153,8 @@ class Executor:
         self._flat = [np.empty(elems, self.dtype) for _ in range(nbuf)]
         self._staging = [np.empty(plan.staging_bytes, np.uint8) for _ in range(nbuf)]
         self._kept: dict[BlockIndex, list[tuple[Region, npt.NDArray[Any]]]] = {}
+        self._owned: dict[BlockIndex, list[npt.NDArray[np.uint8]]] = {}
+        self.pool = KeptPool(plan.cost.kept_peak)
         self._remaining: dict[BlockIndex, int] = {}
         self._commits: list[Future[None]] = []
         self.kept_bytes = 0
@@ -173,13 +229,19 @@ class Executor:
                 self.target.write(op.block, op.unit, pieces, st)
                 self._written(op.block, _size(op.unit))
             elif isinstance(op, Keep):
-                data = view[local_region(op.region, origin)].copy()
+                src = view[local_region(op.region, origin)]
+                raw = self.pool.take(src.nbytes)
+                data = raw.view(self.dtype).reshape(src.shape)
+                np.copyto(data, src, casting="no")
                 self._kept.setdefault(op.block, []).append((op.region, data))
+                self._owned.setdefault(op.block, []).append(raw)
                 self.kept_bytes += data.nbytes
                 self.kept_peak = max(self.kept_peak, self.kept_bytes)
             elif isinstance(op, Release):
                 freed = self._kept.pop(op.block, [])
                 self.kept_bytes -= sum(d.nbytes for _, d in freed)
+                for raw in self._owned.pop(op.block, []):
+                    self.pool.give(raw)
         if self.on_buffer is not None:
             self.on_buffer(view.nbytes)
 
