@@ -6,6 +6,7 @@ the untouched layers with it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -111,7 +112,7 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
     With ``dask_io.pipeline`` on and contiguous targets, a plan within half the
     memory runs two buffers at once (the reads of one overlap the writes of the
     other) when it costs at most :data:`PIPELINE_SLACK` times the seeks of the plan
-    within all of it.
+    within all of it; buffers of about a quarter of the array are tried first.
     """
     def plan(max_mem: int) -> Plan:
         return plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
@@ -125,12 +126,15 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
         # chunked targets: two buffers writing parts of one chunk at once would race
         # in its read-modify-write
         return full, 1
-    try:
-        half = plan(settings.max_mem // 2)
-    except InsufficientMemoryError:
-        return full, 1
-    if half.cost.seeks <= PIPELINE_SLACK * full.cost.seeks:
-        return half, 2
+    total = math.prod(job.shape) * job.dtype.itemsize
+    # smaller buffers overlap better: first try about a quarter of the array each
+    for budget in sorted({min(settings.max_mem // 2, total * 5 // 16), settings.max_mem // 2}):
+        try:
+            candidate = plan(budget)
+        except InsufficientMemoryError:
+            continue
+        if candidate.cost.seeks <= PIPELINE_SLACK * full.cost.seeks:
+            return candidate, 2
     return full, 1
 
 
