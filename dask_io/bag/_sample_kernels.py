@@ -10,7 +10,7 @@ import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from dask_io.bag._kernels import KeyFn, Records, as_list, concat_buckets
+from dask_io.bag._kernels import KeyFn, Records, as_list, concat_buckets, gc_paused
 from dask_io.sketches.hashing import stable_hash
 
 # distinct random streams drawn from the same (seed, partition index)
@@ -25,6 +25,7 @@ def make_rng(seed: int, stream: int, index: int) -> Any:
     return np.random.default_rng([seed, stream, index])
 
 
+@gc_paused
 def bernoulli_sample(
     records: Iterable[Any], index: int, fraction: float, seed: int, with_replacement: bool
 ) -> list[Any]:
@@ -50,6 +51,7 @@ def hash_threshold(fraction: float) -> int:
     return min(round(fraction * 2.0**64), 2**64)
 
 
+@gc_paused
 def hash_sample_partition(
     records: Iterable[Any], keyfn: KeyFn, threshold: int, salt: int
 ) -> list[Any]:
@@ -74,6 +76,7 @@ def hash_sample_partition(
     return out
 
 
+@gc_paused
 def stratified_sample(
     records: Iterable[Any],
     index: int,
@@ -112,6 +115,7 @@ def _fraction_of(key: Any, fractions: dict[Any, float], default: float | None) -
     return fraction
 
 
+@gc_paused
 def reservoir_sample(
     records: Iterable[Any], index: int, n: int, seed: int
 ) -> tuple[int, list[Any]]:
@@ -161,6 +165,7 @@ def allocate_sample(counts: Sequence[int], n: int, seed: int) -> list[int]:
     return np.bincount(owner, minlength=len(counts)).tolist()
 
 
+@gc_paused
 def subsample(reservoir: tuple[int, list[Any]], index: int, k: int, seed: int) -> list[Any]:
     """A uniform subset of ``k`` records of a partition's reservoir."""
     sample = reservoir[1]
@@ -171,6 +176,7 @@ def subsample(reservoir: tuple[int, list[Any]], index: int, k: int, seed: int) -
     return Records([sample[i] for i in picks])
 
 
+@gc_paused
 def shuffle_sample(parts: Iterable[list[Any]], seed: int) -> list[Any]:
     """Concatenate the per-partition samples and put them in a seeded random order."""
     out = concat_buckets(parts)

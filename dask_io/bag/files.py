@@ -81,6 +81,7 @@ def write_atomic(path: str, records: Iterable[Any], fmt: str) -> str:
     return path
 
 
+@K.gc_paused
 def read_records(path: str, fmt: str) -> list[Any]:
     """Read every record of one file written by :func:`write_atomic`."""
     with open(path, encoding="utf-8", newline="") as f:

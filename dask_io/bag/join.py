@@ -11,8 +11,10 @@ sides give every pair of values, as in SQL. ``None`` is a key like any other
 
 from __future__ import annotations
 
+import collections
 import functools
 import pickle
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,46 +37,38 @@ from dask_io.bag._graph import (
 __all__ = ["broadcast_join", "hash_join", "merge_join"]
 
 
-def _index_of_bag(*partitions: Any, getters: tuple[K.KeyFn, K.KeyFn]) -> dict[Any, list[Any]]:
-    index: dict[Any, list[Any]] = K.KeyMap()
+def _pickle_partitions(*partitions: Any) -> bytes:
+    records: list[Any] = []
     for part in partitions:
-        for k, vs in K.build_index(part, *getters).items():
-            index.setdefault(k, []).extend(vs)
-    return index
+        records.extend(part)
+    return pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _small_index(small: Any, getters: tuple[K.KeyFn, K.KeyFn], scatter: bool) -> Any:
-    """One graph key (or future) holding the small side's hash index."""
+def _pickle_list(small: Any) -> bytes:
+    return pickle.dumps(list(small), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _small_blob(small: Any, scatter: bool) -> tuple[Any, Any]:
+    """The small side as pickled bytes: ``(graph key or future, dependency or None)``.
+
+    Bytes travel between processes without per-object (de)serialization, and a
+    single bytes literal keeps the graph cheap to tokenize, send and schedule.
+    """
     if isinstance(small, Bag):
-        name = make_name("broadcast-index", small, getters)
-        task = (functools.partial(_index_of_bag, getters=getters), *small.__dask_keys__())
-        return Delayed(name, new_bag(name, {name: task}, 1, [small]).dask)
+        name = make_name("broadcast-small", small)
+        dsk = {name: (_pickle_partitions, *small.__dask_keys__())}
+        return name, Delayed(name, new_bag(name, dsk, 1, [small]).dask)
     if isinstance(small, Delayed):
-        return delayed(K.build_index, pure=True)(small, *getters)
+        blob = delayed(_pickle_list, pure=True)(small)
+        return blob.key, blob
+    blob = pickle.dumps(list(small), protocol=pickle.HIGHEST_PROTOCOL)
     if not scatter:
-        return _pickled_index(list(small), getters)
-    index = K.build_index(list(small), *getters)
+        name = f"dask_io-broadcast-small-{xxhash.xxh3_128_hexdigest(blob)}"
+        return name, Delayed(name, {name: blob})
     client = _current_client()
     if client is None:
         raise ValueError("scatter=True needs a current dask.distributed Client; none was found")
-    # a list of one item: scattering a dict would scatter each of its values
-    return client.scatter([index], broadcast=True, hash=True)[0]
-
-
-def _pickled_index(small: list[Any], getters: tuple[K.KeyFn, K.KeyFn]) -> Delayed:
-    """A graph key whose task builds the index from the small side pickled to bytes.
-
-    One bytes literal keeps the graph cheap to tokenize, send and schedule (a big
-    list or dict literal is walked element by element by dask and distributed).
-    """
-    blob = pickle.dumps(small, protocol=pickle.HIGHEST_PROTOCOL)
-    name = f"dask_io-broadcast-index-{xxhash.xxh3_128_hexdigest(blob)}-{tokenize(getters)}"
-    task = (functools.partial(_index_from_bytes, getters=getters), blob)
-    return Delayed(name, {name: task})
-
-
-def _index_from_bytes(blob: bytes, getters: tuple[K.KeyFn, K.KeyFn]) -> dict[Any, list[Any]]:
-    return K.build_index(pickle.loads(blob), *getters)
+    return client.scatter(blob, broadcast=True, hash=True), None
 
 
 def _current_client() -> Any:
@@ -86,7 +80,31 @@ def _current_client() -> Any:
         return None
 
 
-def _probe(records: Any, index: dict[Any, list[Any]], getters: Any, how: str) -> list[Any]:
+# Hash indexes built in this process, by (small side key, key spec token): each
+# worker process builds a broadcast side's index once, whatever the number of
+# partitions it probes. A few recent indexes are kept.
+_INDEXES: collections.OrderedDict[str, dict[Any, list[Any]]] = collections.OrderedDict()
+_INDEXES_LOCK = threading.Lock()
+_INDEXES_KEPT = 4
+
+
+def cached_index(name: str, blob: bytes, getters: tuple[K.KeyFn, K.KeyFn]) -> dict[Any, list[Any]]:
+    """The index of a pickled small side, built at most once per process."""
+    with _INDEXES_LOCK:
+        index = _INDEXES.get(name)
+        if index is None:
+            index = K.build_index(pickle.loads(blob), *getters)
+            _INDEXES[name] = index
+            while len(_INDEXES) > _INDEXES_KEPT:
+                _INDEXES.popitem(last=False)
+        _INDEXES.move_to_end(name)
+    return index
+
+
+def _probe(
+    records: Any, blob: bytes, name: str, small_getters: Any, getters: Any, how: str
+) -> list[Any]:
+    index = cached_index(name, blob, small_getters)
     return K.probe_index(records, *getters, index, how)
 
 
@@ -102,10 +120,11 @@ def broadcast_join(
     """Join a big bag with a small collection shipped whole to every worker.
 
     The map-side join of the lecture (Spark's broadcast variable): the small side
-    is indexed by key once, held by a single graph key (or, for an in-memory
-    ``small`` with a distributed client current, a future scattered to every
-    worker), and every partition of ``big`` probes that index. Nothing is shuffled,
-    and the output keeps ``big``'s partitioning.
+    is pickled to bytes held by a single graph key (or, with ``scatter=True``, a
+    future scattered to every worker), so it travels to each worker process once
+    as one buffer; there its hash index is built once (an index is kept per
+    process for the few most recent small sides) and every partition of ``big``
+    probes it. Nothing is shuffled, and the output keeps ``big``'s partitioning.
 
     Parameters
     ----------
@@ -118,10 +137,9 @@ def broadcast_join(
     how : {"inner", "left"}
         ``"left"`` keeps unmatched records of ``big`` with ``w = None``.
     scatter : bool, default False
-        For an in-memory ``small`` only: build the index here and scatter it to
-        every worker (``broadcast=True``) through the current distributed client,
-        instead of holding it in the graph. The result must then be computed on
-        that client.
+        For an in-memory ``small`` only: scatter its bytes to every worker
+        (``broadcast=True``) through the current distributed client instead of
+        holding them in the graph. The result must then be computed on that client.
 
     Returns
     -------
@@ -138,15 +156,22 @@ def broadcast_join(
     """
     check_bag(big, "big")
     check_choice("how", how, ("inner", "left"))
-    index = _small_index(small, K.key_value_getters(on_small), scatter)
-    probe = functools.partial(_probe, getters=K.key_value_getters(on_big), how=how)
-    name = make_name("broadcast_join", big, index.key, probe)
-    if isinstance(index, Delayed):
-        dsk = {(name, i): (probe, (big.name, i), index.key) for i in range(big.npartitions)}
-        return new_bag(name, dsk, big.npartitions, [big, index])
-    # a scattered future: the tasks hold the future itself, which keeps it alive
-    dsk = {(name, i): (probe, (big.name, i), index) for i in range(big.npartitions)}
-    return new_bag(name, dsk, big.npartitions, [big])
+    small_getters = K.key_value_getters(on_small)
+    blob, dep = _small_blob(small, scatter)
+    blob_key = blob if isinstance(blob, str) else blob.key
+    index_name = f"{blob_key}-{tokenize(small_getters)}"
+    probe = functools.partial(
+        _probe,
+        name=index_name,
+        small_getters=small_getters,
+        getters=K.key_value_getters(on_big),
+        how=how,
+    )
+    name = make_name("broadcast_join", big, blob_key, probe)
+    # a scattered future is held by the tasks themselves, which keeps it alive
+    ref = blob if dep is None else blob_key
+    dsk = {(name, i): (probe, (big.name, i), ref) for i in range(big.npartitions)}
+    return new_bag(name, dsk, big.npartitions, [big] if dep is None else [big, dep])
 
 
 def _join_split(records: Any, keyfn: K.KeyFn, npartitions: int) -> list[list[Any]]:
