@@ -97,7 +97,7 @@ def paths(root: str, workload: str, method: str) -> tuple[str, str]:
         "resplit": os.path.join(root, "blocks-h5"),
         "zarr": os.path.join(root, "src.zarr"),
     }[workload]
-    if method == "cp":
+    if method in ("cp", "cat"):
         return src, out + (".h5" if workload == "split" else "")
     if workload == "merge":
         return src, out + ".h5"
@@ -116,19 +116,20 @@ def methods_for(workload: str, rechunker: bool) -> list[str]:
     out = [f"dask_io-{s}" for s in feasible] + ["dask"]
     if workload == "zarr" and rechunker:
         out.append("rechunker")
-    return [*out, "cp"]
+    return [*out, "cp", "cat"]
 
 
 # -- worker: one method, one run ---------------------------------------------------------
 
 
+def _files(path: str) -> list[str]:
+    if os.path.isfile(path):
+        return [path]
+    return [os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs]
+
+
 def fsync_tree(path: str) -> None:
-    files = (
-        [path]
-        if os.path.isfile(path)
-        else [os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs]
-    )
-    for fn in files:
+    for fn in _files(path):
         fd = os.open(fn, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)
@@ -146,6 +147,10 @@ def worker(args: argparse.Namespace) -> None:
         run_dask(args.workload, src, dst, shape, in_chunks, out_chunks)
     elif args.method == "rechunker":
         run_rechunker(src, dst, out_chunks)
+    elif args.method == "cat":
+        files = sorted(_files(src))
+        with open(os.devnull, "wb") as null:
+            subprocess.run(["cat", *files], check=True, stdout=null)
     else:
         subprocess.run(["cp", "-r", src, dst], check=True)
         subprocess.run(["sync"], check=True)
@@ -160,7 +165,7 @@ def _import_for(method: str) -> None:
     if method == "rechunker":
         import rechunker  # noqa: F401
         import zarr
-    elif method != "cp":
+    elif method not in ("cp", "cat"):
         sys.path.insert(0, os.path.dirname(HERE))
         import dask.array  # noqa: F401
         import h5py  # noqa: F401
@@ -288,7 +293,7 @@ def run_rechunker(src: str, dst: str, out_chunks) -> None:
 
 
 def verify(root: str, workload: str, method: str) -> str:
-    if method == "cp":
+    if method in ("cp", "cat"):
         return "-"
     sys.path.insert(0, os.path.dirname(HERE))
     from dask_io.testing.data import check_path
@@ -336,7 +341,7 @@ def drive(args: argparse.Namespace) -> None:
     plan = {w: methods_for(w, rechunker) for w in workloads}
     if args.methods:
         keep = set(args.methods.split(","))
-        plan = {w: [m for m in ms if m in keep or m == "cp"] for w, ms in plan.items()}
+        plan = {w: [m for m in ms if m in keep or m in ("cp", "cat")] for w, ms in plan.items()}
     results: dict[tuple[str, str], list[dict]] = {}
     cold = None
     for rep in range(args.reps):
