@@ -23,7 +23,8 @@ from dask_io.graph.settings import Settings
 from dask_io.plan import Plan, plan_resplit
 
 Key = Hashable
-PIPELINE_SLACK = 1.25
+PIPELINE_SLACK = 1.25  # a pipelined plan may cost this many times the seeks ...
+PIPELINE_EXTRA = 16  # ... plus this many (a few more opens and runs are cheap)
 
 
 def stored(*after: Any) -> None:
@@ -112,7 +113,8 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
     With ``dask_io.pipeline`` on and contiguous targets, a plan within half the
     memory runs two buffers at once (the reads of one overlap the writes of the
     other) when it costs at most :data:`PIPELINE_SLACK` times the seeks of the plan
-    within all of it; buffers of about a quarter of the array are tried first.
+    within all of it plus :data:`PIPELINE_EXTRA`; buffers of about a quarter of the
+    array are tried first.
     """
     def plan(max_mem: int) -> Plan:
         return plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
@@ -133,7 +135,7 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
             candidate = plan(budget)
         except InsufficientMemoryError:
             continue
-        if candidate.cost.seeks <= PIPELINE_SLACK * full.cost.seeks:
+        if candidate.cost.seeks <= PIPELINE_SLACK * full.cost.seeks + PIPELINE_EXTRA:
             return candidate, 2
     return full, 1
 
