@@ -48,7 +48,9 @@ def _resplit(dataset, raw, out_chunks, use_pass, max_mem):
     target = np.zeros(SHAPE, "u2")
     raw.reads = 0
     if use_pass:
-        with optimizing(max_mem=max_mem):
+        # one buffer at a time: the plan within all of max_mem (pipelining plans
+        # within half of it, with more buffers; tests/graph/test_layers.py covers it)
+        with optimizing(max_mem=max_mem, pipeline=False):
             da.store(x.rechunk(out_chunks), target, scheduler="threads")
     else:
         with dask.config.set(array_optimize=None):
