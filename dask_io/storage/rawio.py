@@ -5,8 +5,10 @@ an HDF5 contiguous dataset's address). A region of it is accessed in *runs*, exa
 as :func:`dask_io.plan.grid.run_count` counts them: one contiguous byte range per
 run, read with ``os.preadv`` / written with ``os.pwrite``. When the memory side of a
 run is contiguous the call goes straight into (or out of) it; otherwise the data
-passes through a *staging* array, several small runs at a time, and a run longer
-than the staging array is moved in several calls (still one run: one byte range).
+goes straight to its rows with ``preadv`` / ``pwritev`` (:mod:`dask_io.storage.iov`)
+when rows are long enough, and otherwise passes through a *staging* array, several
+small runs at a time; a run longer than the staging array is then moved in several
+calls (still one run: one byte range).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dask_io.plan.ops import Region
-from dask_io.storage.base import IOCounters, Pieces, gather, single_view
+from dask_io.storage import iov
+from dask_io.storage.base import IOCounters, Pieces, gather, local_region, single_view
 
 _MAX_CALL = 1 << 30  # bytes per read/write call (Linux caps one call at 2 GiB - 4 KiB)
 
@@ -158,9 +161,23 @@ def read_region(
     counters: IOCounters,
 ) -> None:
     """Read ``local`` of ``arr`` from open file ``fd`` into ``out``."""
-    mover = _Mover(fd, True, staging)
-    runs = _move(mover, arr, local, out)
-    counters.add(runs=runs, read_runs=runs, syscalls=mover.calls, bytes_read=out.nbytes)
+    if _rows_apart(out):
+        runs = run_layout(arr, local).nruns
+        calls = iov.transfer(
+            fd, True, *iov.merge_rows(*iov.segments(arr.offset, arr.strides, local, out))
+        )
+    else:
+        mover = _Mover(fd, True, staging)
+        runs = _move(mover, arr, local, out)
+        calls = mover.calls
+    counters.add(runs=runs, read_runs=runs, syscalls=calls, bytes_read=out.nbytes)
+
+
+def _rows_apart(mem: npt.NDArray[Any]) -> bool:
+    """Whether ``mem`` is strided with rows long enough for scatter/gather calls."""
+    if mem.flags.c_contiguous or mem.ndim == 0:
+        return False
+    return mem.shape[-1] * mem.itemsize >= iov.MIN_ROW_BYTES and mem.strides[-1] == mem.itemsize
 
 
 def write_region(
@@ -179,13 +196,45 @@ def write_region(
     """
     mover = _Mover(fd, False, staging)
     view = single_view(pieces, region)
-    if view is not None:
+    nbytes = int(np.prod([b - a for a, b in local])) * arr.dtype.itemsize
+    rows = None if view is not None else _gathered_rows(arr, local, origin, region, pieces)
+    if view is not None and _rows_apart(view):
+        runs = run_layout(arr, local).nruns
+        mover.calls = iov.transfer(
+            fd, False, *iov.merge_rows(*iov.segments(arr.offset, arr.strides, local, view))
+        )
+    elif view is not None:
         runs = _move(mover, arr, local, view)
+    elif rows is not None and int(rows[2].sum()) == nbytes:
+        runs = run_layout(arr, local).nruns
+        mover.calls = iov.transfer(fd, False, *iov.merge_rows(*rows))
     else:
         runs = run_layout(arr, local).nruns
         _write_gathered(mover, arr, local, origin, pieces)
-    nbytes = int(np.prod([b - a for a, b in local])) * arr.dtype.itemsize
     counters.add(runs=runs, write_runs=runs, syscalls=mover.calls, bytes_written=nbytes)
+
+
+def _gathered_rows(
+    arr: RawArray, local: Region, origin: tuple[int, ...], region: Region, pieces: Pieces
+) -> tuple[Any, Any, Any] | None:
+    """The rows of ``region`` as held by ``pieces`` (None when some rows are too short)."""
+    parts = []
+    for piece_region, data in pieces:
+        common = tuple(
+            (max(a, c), min(b, d)) for (a, b), (c, d) in zip(region, piece_region, strict=False)
+        )
+        if any(lo >= hi for lo, hi in common):
+            continue
+        if (common[-1][1] - common[-1][0]) * arr.dtype.itemsize < iov.MIN_ROW_BYTES:
+            return None
+        mem = data[local_region(common, [c for c, _ in piece_region])]
+        if mem.strides[-1] != mem.itemsize:
+            return None
+        box = tuple((a - o, b - o) for (a, b), o in zip(common, origin, strict=False))
+        parts.append(iov.segments(arr.offset, arr.strides, box, mem))
+    if not parts:
+        return None
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]
 
 
 def _write_gathered(
