@@ -22,7 +22,7 @@ from dask.base import tokenize
 
 from dask_io.graph.handles import ArrayHandle
 from dask_io.graph.jobs import Job
-from dask_io.graph.rawread import read_many
+from dask_io.graph.rawread import read_many, sync_files
 from dask_io.plan import Plan
 from dask_io.plan.ops import Keep, LoadBuffer, Read, Write, WriteKept
 
@@ -77,6 +77,15 @@ def done(*args: Any) -> None:
     return None
 
 
+def synced(paths: Sequence[str], *args: Any) -> None:
+    """A token like :func:`done`, once the files written by the buffer are on disk.
+
+    Writing back a buffer's output while the next buffer is read keeps the dirty
+    page cache within about two buffers, instead of all of it being flushed at the end.
+    """
+    sync_files(paths)
+
+
 # -- building ------------------------------------------------------------------------
 
 
@@ -102,8 +111,9 @@ def _region_shape(region: Box) -> tuple[int, ...]:
 class SubgraphBuilder:
     """Accumulates the tasks of one or more jobs, chained one after the other."""
 
-    def __init__(self, handles: Sequence[ArrayHandle]) -> None:
+    def __init__(self, handles: Sequence[ArrayHandle], sync: bool = False) -> None:
         self.handles = handles
+        self.sync = sync  # buffers end with fdatasync of the files they wrote
         self.tasks: dict[Key, Task] = {}
         self.previous: Key | None = None  # the done token of the last buffer added
         self._window: list[Key] = []  # done tokens of the last ``depth`` buffers
@@ -150,10 +160,21 @@ class SubgraphBuilder:
         done_key = f"dask_io-done-{name}"
         # the final token waits for the previous buffer, which may still be running
         earlier = [TaskRef(window[-1])] if self.depth > 1 and window else []
-        self.tasks[done_key] = Task(done_key, done, *[TaskRef(k) for k in outputs], *earlier)
+        paths = sorted({p for op in ops if isinstance(op, (Write, WriteKept))
+                        if (p := self._sync_path(job, op)) is not None})
+        if self.sync and paths:
+            self.tasks[done_key] = Task(done_key, synced, DataNode(None, paths),
+                                        *[TaskRef(k) for k in outputs], *earlier)
+        else:
+            self.tasks[done_key] = Task(done_key, done, *[TaskRef(k) for k in outputs], *earlier)
         window.append(done_key)
         del window[: max(0, len(window) - self.depth)]
         return done_key
+
+    def _sync_path(self, job: Job, op: Write | WriteKept) -> str | None:
+        region = op.unit if isinstance(op, WriteKept) else op.region
+        handle, _ = job.targets.locate(region)
+        return self.handles[handle].file_path
 
     def _add_op(self, job: Job, op: Any, region: Box, read_key: Key, name: str,
                 kept: dict[tuple[int, ...], list[Key]]) -> Key | None:

@@ -128,6 +128,16 @@ class ArrayHandle:
         return f"ArrayHandle({self.kind}, shape={self.shape}, dtype={self.dtype})"
 
     @property
+    def file_path(self) -> str | None:
+        """The plain file holding the array (h5py in a regular file, memmap), else None."""
+        if self.kind == "memmap":
+            return str(self._spec[0])
+        if self.kind == "h5py":
+            path = str(self._spec[0])
+            return path if os.path.isfile(path) else None
+        return None
+
+    @property
     def layout(self) -> str:
         """The cost model of this array's storage: ``contiguous`` or ``chunked``."""
         return "contiguous" if self.chunks is None else "chunked"

@@ -21,7 +21,7 @@ from dask_io.graph.rewrite import rewrite
 from dask_io.graph.settings import check_query_planning, read_settings
 
 Key = Hashable
-_SETTINGS = {"strategy", "max_mem", "enabled", "cluster_reads", "pipeline"}
+_SETTINGS = {"strategy", "max_mem", "enabled", "cluster_reads", "pipeline", "sync_writes"}
 
 
 def optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
@@ -82,7 +82,8 @@ def optimizing(**settings: Any) -> Iterator[None]:
     ----------
     **settings
         ``strategy``, ``max_mem`` (bytes or ``"4GiB"``), ``enabled``, ``cluster_reads``,
-        ``pipeline`` (two buffers at once, each planned within half the memory):
+        ``pipeline`` (two buffers at once, each planned within half the memory),
+        ``sync_writes`` (each buffer ends with ``fdatasync`` of the files it wrote):
         set as ``dask_io.<name>`` (underscores become dashes) inside the block.
 
     Examples

@@ -80,7 +80,7 @@ def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
     views = LayerViews(hlg, sources)
     atoms = find_atoms(hlg, resolver, handles,
                        lambda name, layer: store_layer_atoms(hlg, name, layer, views, handles))
-    builder = SubgraphBuilder(handles.handles)
+    builder = SubgraphBuilder(handles.handles, settings.sync_writes)
     done: dict[Key, Key] = {}
     for job in build_jobs(atoms, handles.handles):
         chosen = choose_plan(job, settings)

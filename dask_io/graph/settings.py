@@ -29,6 +29,7 @@ class Settings:
     max_mem: int
     cluster_reads: bool
     pipeline: bool = True
+    sync_writes: bool = True
 
     @property
     def cluster_bytes(self) -> int:
@@ -70,6 +71,7 @@ def read_settings() -> Settings:
         max_mem=max_mem,
         cluster_reads=bool(dask.config.get("dask_io.cluster-reads", True)),
         pipeline=bool(dask.config.get("dask_io.pipeline", True)),
+        sync_writes=bool(dask.config.get("dask_io.sync-writes", True)),
     )
 
 

@@ -18,7 +18,7 @@ from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
 
 from dask_io.graph import optimizing
-from dask_io.graph.buffers import done, read_buffer
+from dask_io.graph.buffers import done, read_buffer, synced
 from dask_io.graph.layers import LayerViews, sample_indices, store_layer_atoms
 from dask_io.graph.rawread import COUNTERS, h5py_raw, memmap_raw, read_many, read_raw, split_box
 from dask_io.graph.recognize import Handles, find_atoms, find_sources, make_resolver
@@ -228,7 +228,11 @@ def test_pipelined_buffers_bound_two_alive_and_keep_meaning(tmp_path):
     graph = _graph(stored, keys, max_mem=budget, pipeline=True)
     reads = sorted((k for k, v in graph.items() if isinstance(v, Task) and v.func is read_buffer),
                    key=lambda k: int(k.rsplit("-", 1)[1]))
-    dones = {int(k.rsplit("-", 1)[1]): k for k, v in graph.items() if isinstance(v, Task) and v.func is done}
+    dones = {int(k.rsplit("-", 1)[1]): k for k, v in graph.items()
+             if isinstance(v, Task) and v.func in (done, synced)}
+    # each buffer ends by syncing the target file it wrote (dask_io.sync-writes)
+    assert {graph[k].func for k in dones.values()} == {synced}
+    assert all(graph[k].args[0].value == [str(tmp_path / "t.npy")] for k in dones.values())
     assert len(reads) >= 3
     for number, key in enumerate(reads):
         deps = {d for d in graph[key].dependencies}
@@ -240,9 +244,10 @@ def test_pipelined_buffers_bound_two_alive_and_keep_meaning(tmp_path):
         stored.compute(scheduler="threads")
     target.flush()
     np.testing.assert_array_equal(np.load(tmp_path / "t.npy"), data)
-    serial = _graph(stored, keys, max_mem=budget, pipeline=False)
+    serial = _graph(stored, keys, max_mem=budget, pipeline=False, sync_writes=False)
     serial_reads = [k for k, v in serial.items() if isinstance(v, Task) and v.func is read_buffer]
     assert len(serial_reads) <= len(reads)
+    assert not any(isinstance(v, Task) and v.func is synced for v in serial.values())
     f.close()
 
 
