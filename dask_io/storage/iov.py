@@ -16,7 +16,6 @@ the cost of a user-space copy: :data:`MIN_ROW_BYTES`.
 from __future__ import annotations
 
 import ctypes
-import itertools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +25,7 @@ import numpy.typing as npt
 
 from dask_io.plan.ops import Region
 
-MIN_ROW_BYTES = 256  # shorter rows go through the staging array instead
+MIN_ROW_BYTES = 64  # shorter rows go through the staging array instead
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 _MAX_CALL = 1 << 30
 
@@ -112,13 +111,23 @@ def transfer(
     if n == 0:
         return 0
     gaps = np.flatnonzero(foff[:-1] + lens[:-1] != foff[1:]) + 1
-    bounds = [0, *gaps.tolist(), n]
+    starts = np.concatenate(([0], gaps))
+    counts = np.diff(np.append(starts, n)).tolist()
+    totals = np.add.reduceat(lens, starts).tolist()
     iov = np.empty(n, _IOVEC)
     iov["base"] = moff
     iov["len"] = lens
+    fn, base, size = _CALLS[reading], iov.ctypes.data, _IOVEC.itemsize
     calls = 0
-    for lo, hi in itertools.pairwise(bounds):
-        calls += _range(fd, reading, iov[lo:hi], int(foff[lo]))
+    for lo, count, total, pos in zip(
+        starts.tolist(), counts, totals, foff[starts].tolist(), strict=True
+    ):
+        if count <= IOV_MAX and total <= _MAX_CALL:
+            calls += 1
+            if fn(fd, base + lo * size, count, pos) == total:
+                continue
+        # large, or short: again in pieces (moving the same bytes twice is harmless)
+        calls += _range(fd, reading, iov[lo : lo + count], pos)
     return calls
 
 
