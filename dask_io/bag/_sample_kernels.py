@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from dask_io.bag._kernels import KeyFn, Records, as_list, concat_buckets, gc_paused
-from dask_io.sketches.hashing import stable_hash
+from dask_io.sketches.hashing import hash_array
 
 # distinct random streams drawn from the same (seed, partition index)
 STREAM_BERNOULLI, STREAM_STRATIFIED, STREAM_RESERVOIR, STREAM_MERGE = 1, 2, 3, 4
@@ -58,22 +58,21 @@ def hash_sample_partition(
     """Keep the records whose key hashes (salted) below ``threshold``.
 
     The decision depends on the key alone, so the same keys are kept on every run
-    and in every partition. Each distinct key is hashed once per partition.
+    and in every partition. The keys of a partition are hashed in one batch
+    (:func:`dask_io.sketches.hashing.hash_array`, equal to ``stable_hash`` per key).
 
     >>> hash_sample_partition([("a", 1), ("b", 2)], None, 2**64, 0)
     [('a', 1), ('b', 2)]
     """
+    import numpy as np
+
+    recs = as_list(records)
+    if threshold >= 2**64 or not recs:
+        return Records(recs if threshold >= 2**64 else [])
     getter = operator.itemgetter(0) if keyfn is None else keyfn
-    keep: dict[Any, bool] = {}
-    out = Records()
-    for r in records:
-        k = getter(r)
-        decision = keep.get(k)
-        if decision is None:
-            decision = keep[k] = stable_hash(k, seed=salt) < threshold
-        if decision:
-            out.append(r)
-    return out
+    hashes = hash_array([getter(r) for r in recs], seed=salt)
+    picks = np.flatnonzero(hashes < np.uint64(threshold))
+    return Records([recs[i] for i in picks.tolist()])
 
 
 @gc_paused

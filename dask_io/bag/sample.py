@@ -82,7 +82,7 @@ def _salt_of(salt: Any) -> int:
         if not 0 <= salt < 2**64:
             raise ValueError(f"salt={salt!r} is out of range; expected an int in [0, 2**64)")
         return salt
-    return S.stable_hash(salt)
+    return K.stable_hash(salt)
 
 
 def hash_sample(bag: Bag, key: Any, fraction: float, salt: int | str | bytes = 0) -> Bag:
