@@ -7,7 +7,7 @@ partition index)`` only, never from global random state.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from dask_io.bag._kernels import KeyFn, Records, as_list, concat_buckets, gc_paused
@@ -131,16 +131,22 @@ def reservoir_sample(
     total = len(recs)
     if total <= n or n == 0:
         return total, Records(recs[:n])
-    rng = make_rng(seed, STREAM_RESERVOIR, index)
+    draw = _uniforms(make_rng(seed, STREAM_RESERVOIR, index))
     sample = Records(recs[:n])
-    w = math.exp(math.log(1.0 - rng.random()) / n)
+    w = math.exp(math.log(next(draw)) / n)
     i = n - 1
     while True:
-        i += math.floor(math.log(1.0 - rng.random()) / math.log1p(-w)) + 1 if w < 1 else 1
+        i += math.floor(math.log(next(draw)) / math.log1p(-w)) + 1 if w < 1 else 1
         if i >= total:
             return total, sample
-        sample[int(rng.integers(n))] = recs[i]
-        w *= math.exp(math.log(1.0 - rng.random()) / n)
+        sample[min(int(next(draw) * n), n - 1)] = recs[i]
+        w *= math.exp(math.log(next(draw)) / n)
+
+
+def _uniforms(rng: Any, block: int = 4096) -> Iterator[float]:
+    """Uniform floats in (0, 1], drawn from ``rng`` a block at a time."""
+    while True:
+        yield from (1.0 - rng.random(block)).tolist()
 
 
 def allocate_sample(counts: Sequence[int], n: int, seed: int) -> list[int]:
