@@ -111,7 +111,9 @@ class LayerViews:
     def root(self, name: str) -> tuple[str, tuple[int, ...]]:
         """(layer, start): the array that layer ``name`` is a translated box of, through
         slices and rechunks, and where the box starts in it (itself at 0 if none)."""
-        return self._roots.get(name, (name, (0,) * len(self._arrays[name].shape)))  # type: ignore[union-attr]
+        arr = self.array(name)
+        ndim = 0 if arr is None else len(arr.shape)
+        return self._roots.get(name, (name, (0,) * ndim))
 
     # -- which layer holds an array -------------------------------------------------
     def layer_of(self, key_name: str) -> str | None:
@@ -338,9 +340,9 @@ def _parse_store(hlg: HighLevelGraph, name: str, layer: Any) -> tuple[str, Any, 
         not isinstance(a, TaskRef) or a.key != e for a, e in zip(task.args, expected)
     ):
         return None
-    if len(layer.indices) != 3:
+    if len(layer.indices) < 3:  # map_blocks may append arguments the task never uses
         return None
-    (arr, arr_ind), (target, target_ind), (dep, dep_ind) = layer.indices
+    (arr, arr_ind), (target, target_ind), (dep, dep_ind) = layer.indices[:3]
     out_ind = tuple(layer.output_indices)
     slices = layer.io_deps.get(dep)
     if not isinstance(arr, str) or arr_ind is None or tuple(arr_ind) != out_ind:

@@ -45,6 +45,8 @@ def _atom_maps(stored, whole: bool):
     views = LayerViews(hlg, sources)
     hook = (lambda n, layer: store_layer_atoms(hlg, n, layer, views, handles)) if whole else None
     atoms = find_atoms(hlg, resolver, handles, hook)
+    if whole:  # every store layer was recognised whole (atoms found per task have no root)
+        assert atoms and all(a.root is not None for a in atoms)
     maps: dict = {}
     for a in atoms:
         tshape = handles[a.target].shape
