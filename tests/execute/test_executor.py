@@ -177,3 +177,58 @@ def test_filter_buffer_skips_done_blocks():
     assert all(
         op.block not in done for ops in kept if ops for op in ops[1:] if hasattr(op, "whole")
     )
+
+
+@pytest.mark.parametrize("rows", ["scatter-gather", "staging"])
+@pytest.mark.parametrize("strategy", ["naive", "clustered", "keep"])
+@pytest.mark.parametrize("kind", ["npy", "hdf5"])
+def test_row_io_paths_equal_numpy_and_plan(tmp_path, monkeypatch, rows, strategy, kind):
+    """Rows moved with preadv/pwritev (forced) or through staging (forced): same bytes, same cost."""
+    from dask_io.storage import iov
+
+    monkeypatch.setattr(iov, "MIN_ROW_BYTES", 0 if rows == "scatter-gather" else 1 << 40)
+    monkeypatch.setattr(iov, "IOV_MAX", 5)
+    shape, in_chunks, out_chunks, dtype = CASES[4]
+    array = full(shape, dtype)
+    source = _write_source(kind, tmp_path, array, in_chunks)
+    mem = _budget(shape, in_chunks, out_chunks, dtype)
+    report = resplit(source, str(tmp_path / "dst"), out_chunks, 3 * mem, strategy, prefetch=True)
+    np.testing.assert_array_equal(_read(str(tmp_path / "dst")), array)
+    assert report.mismatches() == {}, report.summary()
+    assert report.measured.syscalls >= report.measured.runs
+
+
+def test_kept_pool_stays_within_its_limit_and_reuses():
+    from dask_io.execute.executor import KeptPool
+
+    rng = np.random.default_rng(0)
+    pool = KeptPool(1000)
+    held = []
+    for _ in range(500):
+        if held and rng.random() < 0.5:
+            pool.give(held.pop(int(rng.integers(len(held)))))
+        else:
+            size = int(rng.choice([40, 90, 130]))
+            if pool.live + size <= pool.limit:
+                held.append(pool.take(size))
+                assert held[-1].nbytes == size
+        assert pool.live == sum(a.nbytes for a in held)
+        assert pool.live + pool.pooled <= pool.limit
+    assert pool.hits > pool.misses
+    ids = {id(a) for a in held}
+    assert len(ids) == len(held)  # no array handed out twice
+
+
+def test_keep_reuses_kept_arrays(tmp_path):
+    shape, in_chunks, out_chunks = (60, 12, 10), (5, 6, 10), (6, 4, 10)
+    array = full(shape, "float64")
+    source = open_source(_write_source("npy", tmp_path, array, in_chunks))
+    plan = plan_resplit(shape, in_chunks, out_chunks, "float64", 6000, "keep")
+    target = BlockStore.create(str(tmp_path / "dst"), plan.out_grid, plan.dtype)
+    ex = Executor(plan, source, target)
+    ex.run()
+    target.finalize()
+    np.testing.assert_array_equal(_read(str(tmp_path / "dst")), array)
+    assert plan.cost.kept_peak > 0 and ex.kept_peak == plan.cost.kept_peak
+    assert ex.pool.hits > 0 and ex.pool.live == 0
+    assert ex.pool.pooled <= plan.cost.kept_peak
