@@ -30,8 +30,7 @@ schedulers alike.
 
 from __future__ import annotations
 
-import importlib
-
+from dask_io.bag import sketching
 from dask_io.bag.bykey import (
     aggregate_by_key,
     combine_by_key,
@@ -49,6 +48,7 @@ from dask_io.bag.files import (
 )
 from dask_io.bag.join import broadcast_join, hash_join, merge_join
 from dask_io.bag.sample import hash_sample, sample, sample_by_key, take_sample
+from dask_io.bag.sketching import *  # noqa: F403
 from dask_io.bag.sort import merge_sorted, partition_by_key, sort_by_key
 
 __all__ = [
@@ -75,13 +75,5 @@ __all__ = [
     "write_sharded",
 ]
 
-# The sketch recipes live in dask_io.bag.sketching, written separately; until that
-# module exists the bag recipes above work on their own.
-try:
-    sketching = importlib.import_module("dask_io.bag.sketching")
-except ModuleNotFoundError as error:
-    if error.name != "dask_io.bag.sketching":
-        raise
-else:
-    globals().update({name: getattr(sketching, name) for name in sketching.__all__})
-    __all__ += list(sketching.__all__)
+# the sketch recipes (Bloom filter, Count-Min sketch, HyperLogLog), written separately
+__all__ += list(sketching.__all__)
