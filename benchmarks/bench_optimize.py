@@ -117,7 +117,7 @@ def run_child(folder: str, n: int, workload: str, use_pass: bool, max_mem: str) 
         os.close(fd)
     seconds = time.perf_counter() - start
     io_stats = _proc_io()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before verification
+    peak = _peak_rss()  # before verification
     for t, r in zip(targets, regions):
         if not np.array_equal(t[...], values(n, r)):
             raise AssertionError(f"{workload}: wrong output in region {r}")
@@ -126,6 +126,16 @@ def run_child(folder: str, n: int, workload: str, use_pass: bool, max_mem: str) 
     if src is not None:
         src.close()
     return {"seconds": seconds, "peak_rss": peak, **io_stats}
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, it restarts at exec and does not
+    carry over the parent's peak from before the fork)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _proc_io() -> dict:

@@ -174,6 +174,10 @@ class ArrayHandle:
         sel = _slices(box)
         if math.prod(data.shape) == 0:
             return
+        if self.kind == "h5py" and not data.flags.c_contiguous:
+            # HDF5 gathers a strided memory selection row by row, under its global
+            # lock; one numpy copy (outside the lock) is several times faster
+            data = np.ascontiguousarray(data)
 
         def put() -> None:
             obj[sel] = data
