@@ -322,6 +322,11 @@ def main() -> None:
     ap.add_argument("--root", default=os.path.join(HERE, "_data"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "resplit.md"))
     ap.add_argument("--no-strace", action="store_true")
+    ap.add_argument(
+        "--strace-only",
+        action="store_true",
+        help="no timed runs: take them from the root's results.json, add the strace counts",
+    )
     ap.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "METHOD"))
     args = ap.parse_args()
     args.root = os.path.join(os.path.abspath(args.root), f"resplit-{args.size}")
@@ -344,7 +349,18 @@ def drive(args: argparse.Namespace) -> None:
         plan = {w: [m for m in ms if m in keep or m in ("cp", "cat")] for w, ms in plan.items()}
     results: dict[tuple[str, str], list[dict]] = {}
     cold = None
-    for rep in range(args.reps):
+    if args.strace_only:
+        with open(os.path.join(args.root, "results.json")) as f:
+            saved = json.load(f)
+        if "runs" not in saved:  # written before cold and reps were saved
+            reps = max(len(v) for v in saved.values())
+            saved = {"runs": saved, "cold": drop_caches(), "reps": reps}
+        results = {tuple(k.split("/")): v for k, v in saved["runs"].items()}
+        cold, args.reps = saved["cold"], saved["reps"]
+        args.workloads = ",".join(dict.fromkeys(w for w, _ in results))
+        workloads = args.workloads.split(",")
+        plan = {w: [m for ww, m in results if ww == w] for w in workloads}
+    for rep in range(0 if args.strace_only else args.reps):
         for w in workloads:
             for m in plan[w]:
                 clean(args.root, w, m)
@@ -457,7 +473,9 @@ def write_report(args, results, traces, cold) -> None:
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.root, "results.json"), "w") as f:
-        json.dump({f"{w}/{m}": r for (w, m), r in results.items()}, f, indent=1, default=str)
+        runs = {f"{w}/{m}": r for (w, m), r in results.items()}
+        saved = {"runs": runs, "cold": cold, "reps": args.reps}
+        json.dump(saved, f, indent=1, default=str)
     print("\n".join(lines))
 
 
