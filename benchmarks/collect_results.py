@@ -21,6 +21,26 @@ medians and ratios to a baseline measured in the same run). Each section names t
 command that produced it; `python benchmarks/collect_results.py` rebuilds this page from
 `benchmarks/results/*.md`. The protocol is the project's BENCHMARKING.md.
 
+## Targets at a glance (2026-11-23)
+
+| issue | target | result |
+|---|---|---|
+| 2 plan | 1 TiB case planned in < 5 s | 1.43 s, 1.000× lower bound: met |
+| 2 plan | auto ≤ 1.25× lower bound, 3500³ 350³→500³ / 175³→250³ at 4 GiB | 1.328× missed / 1.049× met |
+| 2 plan | ≥ 1000× fewer runs than naive on the 3500³ cases | 34,777× – 399,457×: met |
+| 3 resplit | keep/auto within 1.5× of `cp`, 2 GiB mismatched resplit, cold | auto 1.25× met; keep (same plan, noise) 1.79× |
+| 3 resplit | ≥ 2× faster than plain Dask on it | auto 2.25× met; keep 1.57× |
+| 3 resplit | peak RSS ≤ max_mem + 200 MiB; every source byte read once | met; met |
+| 3 resplit | Zarr → Zarr | 8.9× cp, slower than Dask and rechunker: missed |
+| 4 optimize | `optimize()` < 1 s on 100k tasks | 0.19–0.35 s on 121k: met |
+| 4 optimize | ≥ 2× faster on split and resplit, never slower | split 1.14×, resplit 0.92× at 1024³: missed |
+| 5 distributed | faster than every other method | pancake: fastest; mismatched: slowest (missed) |
+| 5 distributed | source chunks read once; worker RSS ≤ max_mem + 200 MiB | met; met |
+| 6 sketches | ≥ 20 M int64/s per core per sketch | HLL 39.8 M, CMS 71.3 M met; Bloom 6.7 M missed |
+| 6 sketches | ≥ 3 M strings/s; faster than per-item libraries | met; except HLL strings 0.9× datasketches |
+| 7 bag | faster than Spark RDD on every workload; within 1.25× of DataFrame | met; met (one run) |
+| 7 bag | broadcast join ≥ 3× dask.bag `join` | 3.4×: met |
+
 """
 
 
