@@ -1,6 +1,6 @@
 """Split, merge and resplit a 3-D uint16 array on disk: dask_io vs plain Dask vs rechunker vs cp.
 
-Protocol (/work/shared/BENCHMARKING.md): the same array (1024³ uint16 = 2 GiB by
+Protocol (the project's BENCHMARKING.md, in the shared notes): the same array (1024³ uint16 = 2 GiB by
 default, ``--size 512`` for quick runs), every run in a fresh process, page cache
 dropped before every timed run (root), methods interleaved rep by rep, median of
 ``--reps`` (3), the clock stopped after every output file is fsynced, peak RSS of the
