@@ -2,4 +2,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ruff check .
-mypy dask_io/plan dask_io/sketches dask_io/errors.py
+mypy dask_io/plan dask_io/sketches dask_io/storage dask_io/errors.py

@@ -67,8 +67,10 @@ class IOCounters:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_lock"}
 
     def __add__(self, other: IOCounters) -> IOCounters:
-        a, b = self.as_dict(), other.as_dict()
-        return IOCounters(**{k: a[k] + b[k] for k in a})
+        total = IOCounters()
+        total.add(**self.as_dict())
+        total.add(**other.as_dict())
+        return total
 
     @property
     def seeks(self) -> int:

@@ -59,7 +59,8 @@ def read_manifest(path: str) -> dict[str, Any]:
         raise StoreMismatchError(
             f"{fn!r} has format={data['format']!r}; expected one of {sorted(FORMATS)}"
         )
-    return data
+    manifest: dict[str, Any] = data
+    return manifest
 
 
 class BlockStore(RawBlocks):

@@ -59,7 +59,7 @@ class _Mover:
 
     def direct(self, mem: npt.NDArray[Any], pos: int) -> None:
         """Move a C-contiguous array to or from bytes ``[pos, pos + mem.nbytes)``."""
-        view = memoryview(mem.reshape(-1).view(np.uint8))
+        view = memoryview(mem.reshape(-1).view(np.uint8).data)
         done = 0
         while done < len(view):
             part = view[done : done + _MAX_CALL]

@@ -259,7 +259,7 @@ def _open_array(path: str, mode: str) -> Any:
     if not os.path.exists(path):
         raise StoreNotFoundError(f"{path!r} does not exist")
     try:
-        return zarr.open_array(path, mode=mode)  # type: ignore[arg-type]
+        return zarr.open_array(path, mode=mode)
     except Exception as e:  # zarr raises several types for unreadable metadata
         raise StoreNotFoundError(f"{path!r} is not a readable Zarr array: {e}") from None
 
