@@ -31,6 +31,8 @@ _LAZY = {
     "StoreExistsError": "dask_io.errors",
     "StoreMismatchError": "dask_io.errors",
     "QueryPlanningWarning": "dask_io.errors",
+    "SketchError": "dask_io.errors",
+    "IncompatibleSketchError": "dask_io.errors",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])

@@ -10,9 +10,11 @@ from __future__ import annotations
 __all__ = [
     "DaskIOError",
     "DaskIOWarning",
+    "IncompatibleSketchError",
     "InsufficientMemoryError",
     "InvalidChunksError",
     "QueryPlanningWarning",
+    "SketchError",
     "StoreExistsError",
     "StoreMismatchError",
     "StoreNotFoundError",
@@ -41,6 +43,14 @@ class StoreExistsError(DaskIOError, FileExistsError):
 
 class StoreMismatchError(DaskIOError, ValueError):
     """A store's contents disagree with its manifest or with the requested array."""
+
+
+class SketchError(DaskIOError, ValueError):
+    """Invalid sketch parameters, or bytes that are not a serialised sketch."""
+
+
+class IncompatibleSketchError(SketchError):
+    """Two sketches with different parameters (size, hash count, seed) cannot be merged."""
 
 
 class DaskIOWarning(UserWarning):

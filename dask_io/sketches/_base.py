@@ -21,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from dask_io.errors import DaskIOError
+from dask_io.errors import IncompatibleSketchError, SketchError
 from dask_io.sketches.hashing import hash_array
 
 __all__ = ["IncompatibleSketchError", "Sketch", "SketchError", "is_batch"]
@@ -31,14 +31,6 @@ VERSION = 1
 _HEADER = struct.Struct("<4sccH")
 
 S = TypeVar("S", bound="Sketch")
-
-
-class SketchError(DaskIOError, ValueError):
-    """Invalid sketch parameters, or bytes that are not a serialised sketch."""
-
-
-class IncompatibleSketchError(SketchError):
-    """Two sketches with different parameters (size, hash count, seed) cannot be merged."""
 
 
 def is_batch(items: Any) -> bool:
