@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from dask_io.errors import InvalidChunksError, StoreMismatchError
 from dask_io.execute import distributed as dx
-from dask_io.plan.grid import Grid, normalize_chunks
+from dask_io.plan.grid import Grid, normalize_chunks, region_slices
 from dask_io.plan.groups import GroupPlan, plan_groups
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.plan.units import format_bytes, parse_bytes
@@ -43,10 +43,6 @@ _H5_HANDLES: dict[tuple[str, str], Any] = {}
 _H5_LOCK = threading.Lock()
 
 
-def _slices(region: Region) -> tuple[slice, ...]:
-    return tuple(slice(a, b) for a, b in region)
-
-
 class ArraySource:
     """An array with numpy slicing (a zarr or numpy array) read by region; picklable."""
 
@@ -57,7 +53,7 @@ class ArraySource:
 
     def read(self, block: BlockIndex, region: Region, out: npt.NDArray[Any],
              staging: npt.NDArray[np.uint8] | None = None) -> None:
-        out[...] = self.array[_slices(region)]
+        out[...] = self.array[region_slices(region)]
         self.counters.add(opens=1, runs=1, read_runs=1,
                           bytes_read=region_nbytes(region, self.dtype.itemsize))
 
@@ -82,7 +78,7 @@ class H5Source:
         with _H5_LOCK:
             if key not in _H5_HANDLES:
                 _H5_HANDLES[key] = h5py.File(self.filename, "r")
-            out[...] = _H5_HANDLES[key][self.name][_slices(region)]
+            out[...] = _H5_HANDLES[key][self.name][region_slices(region)]
         self.counters.add(opens=1, runs=1, read_runs=1,
                           bytes_read=region_nbytes(region, self.dtype.itemsize))
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from dask_io.plan.grid import region_slices
+
 Box = tuple[tuple[int, int], ...]
 
 _FILES: dict[tuple[str, str, int], Any] = {}
@@ -46,10 +48,6 @@ def close_files() -> None:
             if f.id.valid:
                 f.close()
         _FILES.clear()
-
-
-def _slices(box: Box) -> tuple[slice, ...]:
-    return tuple(slice(a, b) for a, b in box)
 
 
 class ArrayHandle:
@@ -153,7 +151,7 @@ class ArrayHandle:
     def read_into(self, box: Box, dest: np.ndarray, dest_sel: tuple[slice, ...]) -> None:
         """Copy ``box`` of the array (its own coordinates) into ``dest[dest_sel]``."""
         obj = self.obj
-        sel = _slices(box)
+        sel = region_slices(box)
         view = dest[dest_sel]
         if self.kind == "h5py" and view.flags.c_contiguous:
             # straight into the buffer; a strided memory selection would make HDF5
@@ -171,7 +169,7 @@ class ArrayHandle:
     def write(self, box: Box, data: np.ndarray) -> None:
         """Write ``data`` (of ``box``'s shape) into ``box`` of the array."""
         obj = self.obj
-        sel = _slices(box)
+        sel = region_slices(box)
         if math.prod(data.shape) == 0:
             return
         if self.kind == "h5py" and not data.flags.c_contiguous:

@@ -145,6 +145,15 @@ def region_shape(region: Region) -> tuple[int, ...]:
     return tuple(b - a for a, b in region)
 
 
+def region_slices(region: Region) -> tuple[slice, ...]:
+    """The slices that select ``region`` from an array that starts at the origin.
+
+    >>> region_slices(((2, 5), (0, 3)))
+    (slice(2, 5, None), slice(0, 3, None))
+    """
+    return tuple(slice(a, b) for a, b in region)
+
+
 def intersect(a: Region, b: Region) -> Region | None:
     """The intersection of two regions, or None when it is empty."""
     out = tuple((max(x0, y0), min(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from dask_io.plan.grid import Grid
+from dask_io.plan.grid import Grid, intersect
 from dask_io.plan.ops import BlockIndex, Region
 
 Layout = Literal["contiguous", "chunked"]
@@ -151,13 +151,20 @@ def gather(pieces: Pieces, region: Region, dest: npt.NDArray[Any]) -> None:
     """Copy into ``dest`` (an array of ``region``'s shape) the parts of ``pieces`` inside it."""
     origin = [a for a, _ in region]
     for piece_region, data in pieces:
-        common = tuple(
-            (max(a, c), min(b, d)) for (a, b), (c, d) in zip(region, piece_region, strict=False)
-        )
-        if any(lo >= hi for lo, hi in common):
+        common = intersect(region, piece_region)
+        if common is None:
             continue
         src = data[local_region(common, [c for c, _ in piece_region])]
         np.copyto(dest[local_region(common, origin)], src, casting="no")
+
+
+def assemble(pieces: Pieces, region: Region, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """``region`` as one array: a view into the piece that holds it all, else a gathered copy."""
+    data = single_view(pieces, region)
+    if data is None:
+        data = np.empty([b - a for a, b in region], dtype)
+        gather(pieces, region, data)
+    return data
 
 
 def single_view(pieces: Pieces, region: Region) -> npt.NDArray[Any] | None:

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dask_io.plan.grid import Grid
+from dask_io.plan.grid import Grid, region_slices
 from dask_io.plan.ops import BlockIndex, Region
-from dask_io.storage.base import IOCounters, Layout, Pieces, gather, region_nbytes, single_view
+from dask_io.storage.base import IOCounters, Layout, Pieces, assemble, region_nbytes
 from dask_io.storage.files import TMP_SUFFIX, fsync_dir, fsync_path, hdf5_info, read_npy_header
 from dask_io.storage.raw import RawBlocks
 from dask_io.storage.rawio import RawArray
@@ -171,7 +171,7 @@ class HDF5Chunked:
     ) -> None:
         """Read ``region`` of chunk ``block`` through h5py."""
         with self._lock:
-            out[...] = self._ds()[tuple(slice(a, b) for a, b in region)]
+            out[...] = self._ds()[region_slices(region)]
         n = region_nbytes(self.grid.block_region(block), self.dtype.itemsize)
         self.counters.add(opens=1, runs=1, read_runs=1, syscalls=1, bytes_read=n)
 
@@ -185,12 +185,9 @@ class HDF5Chunked:
         """Write ``region`` of chunk ``block`` through h5py (HDF5 updates partial chunks)."""
         if not self.writable:
             raise PermissionError(f"store {self.path!r} is open read-only")
-        data = single_view(pieces, region)
-        if data is None:
-            data = np.empty([b - a for a, b in region], self.dtype)
-            gather(pieces, region, data)
+        data = assemble(pieces, region, self.dtype)
         with self._lock:
-            self._ds()[tuple(slice(a, b) for a, b in region)] = data
+            self._ds()[region_slices(region)] = data
         n = region_nbytes(self.grid.block_region(block), self.dtype.itemsize)
         with self._lock:
             whole = region == self.grid.block_region(block)

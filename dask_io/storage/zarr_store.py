@@ -22,9 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from dask_io.errors import InvalidChunksError, StoreNotFoundError
-from dask_io.plan.grid import Grid
+from dask_io.plan.grid import Grid, region_slices
 from dask_io.plan.ops import BlockIndex, Region
-from dask_io.storage.base import IOCounters, Layout, Pieces, gather, region_nbytes, single_view
+from dask_io.storage.base import IOCounters, Layout, Pieces, assemble, region_nbytes
 from dask_io.storage.files import TMP_SUFFIX, fsync_dir, write_json_atomic
 
 PROGRESS = "dask_io-progress.json"
@@ -150,7 +150,7 @@ class ZarrStore:
         staging: npt.NDArray[np.uint8] | None = None,
     ) -> None:
         """Read ``region`` of chunk ``block``."""
-        out[...] = self._array()[tuple(slice(a, b) for a, b in region)]
+        out[...] = self._array()[region_slices(region)]
         n = region_nbytes(self.grid.block_region(block), self.dtype.itemsize)
         self.counters.add(opens=1, runs=1, read_runs=1, syscalls=1, bytes_read=n)
 
@@ -164,11 +164,8 @@ class ZarrStore:
         """Write ``region`` of chunk ``block`` (zarr reads the chunk back if partial)."""
         if not self.writable:
             raise PermissionError(f"store {self.path!r} is open read-only")
-        data = single_view(pieces, region)
-        if data is None:
-            data = np.empty([b - a for a, b in region], self.dtype)
-            gather(pieces, region, data)
-        self._array()[tuple(slice(a, b) for a, b in region)] = data
+        data = assemble(pieces, region, self.dtype)
+        self._array()[region_slices(region)] = data
         n = region_nbytes(self.grid.block_region(block), self.dtype.itemsize)
         whole = region == self.grid.block_region(block)
         with self._lock:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dask_io.plan.grid import Grid
+from dask_io.plan.grid import Grid, region_slices
 from dask_io.testing.data import full
 
 DTYPES = ("uint8", "uint16", "float32", "float64", "complex64")
@@ -50,7 +50,7 @@ class StoreTests:
         out = np.empty(store.shape, store.dtype)
         for block in store.grid.blocks():
             region = store.grid.block_region(block)
-            store.read(block, region, out[tuple(slice(a, b) for a, b in region)])
+            store.read(block, region, out[region_slices(region)])
         return out
 
     @pytest.mark.parametrize("dtype", DTYPES)
@@ -68,7 +68,7 @@ class StoreTests:
         assert all(b == n for (_, b), n in zip(region, self.shape, strict=True))
         out = np.empty([b - a for a, b in region], store.dtype)
         store.read(last, region, out)
-        np.testing.assert_array_equal(out, array[tuple(slice(a, b) for a, b in region)])
+        np.testing.assert_array_equal(out, array[region_slices(region)])
 
     def test_partial_reads(self, tmp_path: Any) -> None:
         rng = np.random.default_rng(1)
@@ -79,7 +79,7 @@ class StoreTests:
                 region = random_region(rng, store.grid.block_region(block))
                 out = np.full([b - a for a, b in region], -1.0)
                 store.read(block, region, out)
-                np.testing.assert_array_equal(out, array[tuple(slice(a, b) for a, b in region)])
+                np.testing.assert_array_equal(out, array[region_slices(region)])
 
     def test_partial_writes_into_strided_memory(self, tmp_path: Any) -> None:
         """Write every block in two pieces taken from a larger (strided) array, read back."""
