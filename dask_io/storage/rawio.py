@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dask_io.plan.ops import Region
-from dask_io.storage import iov
+from dask_io.storage import direct, iov
 from dask_io.storage.base import IOCounters, Pieces, gather, local_region, single_view
 
 _MAX_CALL = 1 << 30  # bytes per read/write call (Linux caps one call at 2 GiB - 4 KiB)
@@ -194,9 +194,18 @@ def write_region(
 
     ``origin`` is the array coordinate of the file's element 0.
     """
-    mover = _Mover(fd, False, staging)
     view = single_view(pieces, region)
     nbytes = int(np.prod([b - a for a, b in local])) * arr.dtype.itemsize
+    lay = run_layout(arr, local)
+    dfd = direct.open_direct(arr.path) if lay.run_bytes >= direct.MIN_DIRECT else None
+    if dfd is not None:
+        try:
+            calls = _write_direct(arr, fd, dfd, local, origin, pieces, view, lay)
+        finally:
+            os.close(dfd)
+        counters.add(runs=lay.nruns, write_runs=lay.nruns, syscalls=calls, bytes_written=nbytes)
+        return
+    mover = _Mover(fd, False, staging)
     rows = None if view is not None else _gathered_rows(arr, local, origin, region, pieces)
     if view is not None and _rows_apart(view):
         runs = run_layout(arr, local).nruns
@@ -212,6 +221,63 @@ def write_region(
         runs = run_layout(arr, local).nruns
         _write_gathered(mover, arr, local, origin, pieces)
     counters.add(runs=runs, write_runs=runs, syscalls=mover.calls, bytes_written=nbytes)
+
+
+def _write_direct(
+    arr: RawArray,
+    fd: int,
+    dfd: int,
+    local: Region,
+    origin: tuple[int, ...],
+    pieces: Pieces,
+    view: npt.NDArray[Any] | None,
+    lay: _RunLayout,
+) -> int:
+    """Write each (long) run through a :class:`~dask_io.storage.direct.DirectStream`."""
+    calls = 0
+    itemsize = arr.dtype.itemsize
+    for idx in _outer(tuple(b - a for a, b in local[: lay.split])):
+        pos = lay.start + sum(i * s for i, s in zip(idx, lay.steps, strict=False))
+        run = (
+            tuple((a + i, a + i + 1) for (a, _), i in zip(local, idx, strict=False))
+            + local[lay.split :]
+        )
+        stream = direct.DirectStream(fd, dfd, pos)
+        for part in c_order_slabs(run, itemsize, stream.capacity):
+            shape = tuple(b - a for a, b in part)
+            if view is not None:
+                stream.put(view[local_region(part, [a for a, _ in local])])
+                continue
+            n = math.prod(shape) * itemsize
+            dst = stream.reserve(n).view(arr.dtype).reshape(shape)
+            gather(
+                pieces, tuple((a + o, b + o) for (a, b), o in zip(part, origin, strict=False)), dst
+            )
+            stream.commit(n)
+        calls += stream.close()
+    return calls
+
+
+def c_order_slabs(region: Region, itemsize: int, max_bytes: int) -> Iterator[Region]:
+    """Cut ``region`` into consecutive (C order) boxes of at most ``max_bytes`` each.
+
+    Boxes follow each other in memory and file order: each cut is along the first
+    axis with more than one element, the axes before it having one.
+    """
+    ext = [b - a for a, b in region]
+    if math.prod(ext) * itemsize <= max_bytes:
+        yield region
+        return
+    d = next(i for i, n in enumerate(ext) if n > 1)
+    row = math.prod(ext[d + 1 :]) * itemsize
+    a, b = region[d]
+    if row <= max_bytes:
+        k = max_bytes // row
+        for lo in range(a, b, k):
+            yield (*region[:d], (lo, min(lo + k, b)), *region[d + 1 :])
+        return
+    for i in range(a, b):
+        yield from c_order_slabs((*region[:d], (i, i + 1), *region[d + 1 :]), itemsize, max_bytes)
 
 
 def _gathered_rows(
