@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,9 @@ import time
 import numpy as np
 
 WORKLOADS = ("split", "merge", "resplit")
+MODES = ("cp", "cat", "off", "on")
+LABELS = {"cp": "cp + fsync (floor)", "cat": "cat (read floor)", "off": "plain Dask",
+          "on": "Dask + dask_io.optimize"}
 
 
 def tables(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,6 +73,34 @@ def prepare(folder: str, n: int) -> None:
 
 def out_block(n: int) -> tuple[int, int, int]:
     return tuple(max(1, round(v * n / 1024)) for v in (200, 300, 350))  # type: ignore[return-value]
+
+
+def _inputs(folder: str, workload: str) -> list[str]:
+    if workload == "split":
+        return [os.path.join(folder, "volume.h5")]
+    blocks = os.path.join(folder, "blocks")
+    return sorted(os.path.join(blocks, name) for name in os.listdir(blocks))
+
+
+def run_floor(folder: str, workload: str, how: str) -> dict:
+    """The floors of the protocol: ``cp`` of the workload's input files + fsync, or ``cat``."""
+    out = os.path.join(folder, "out-cp")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    files = _inputs(folder, workload)
+    start = time.perf_counter()
+    if how == "cp":
+        subprocess.run(["cp", *files, out], check=True)
+        for name in os.listdir(out):
+            fd = os.open(os.path.join(out, name), os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+    else:
+        subprocess.run(["cat", *files], check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(out, ignore_errors=True)
+    return {"seconds": seconds, "peak_rss": 0, "syscr": 0, "syscw": 0, "read_bytes": 0,
+            "write_bytes": 0}
 
 
 def run_child(folder: str, n: int, workload: str, use_pass: bool, max_mem: str) -> dict:
@@ -201,6 +233,9 @@ def main() -> None:
     if args.optimize_only:
         print(json.dumps(time_optimize()))
         return
+    if args.child and args.child[1] in ("cp", "cat"):
+        print(json.dumps(run_floor(args.folder, args.child[0], args.child[1])))
+        return
     if args.child:
         res = run_child(args.folder, args.size, args.child[0], args.child[1] == "on", args.max_mem)
         print(json.dumps(res))
@@ -210,7 +245,7 @@ def main() -> None:
     cold = True
     for rep in range(args.reps):
         for w in args.workloads.split(","):
-            for mode in ("off", "on"):
+            for mode in MODES:
                 cold = drop_caches() and cold
                 cmd = [sys.executable, __file__, "--size", str(args.size), "--folder", args.folder,
                        "--max-mem", args.max_mem, "--child", w, mode]
@@ -240,17 +275,23 @@ def write_report(args, results: dict, opt: dict, cold: bool) -> None:
         f"resplit to {out_block(args.size)}. Medians of {args.reps} fresh processes (min–max); "
         "syscalls and bytes from /proc/self/io (every file of the process).",
         "",
-        "| workload | method | time s | peak RSS MiB | read calls | write calls | read MiB | written MiB | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| workload | method | time s | × cp | peak RSS MiB | read calls | write calls | read MiB | written MiB | speed-up vs plain Dask |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in args.workloads.split(","):
         base = med(w, "off", "seconds")
-        for m, label in (("off", "plain Dask"), ("on", "Dask + dask_io.optimize")):
+        floor = med(w, "cp", "seconds")
+        for m in MODES:
+            t = med(w, m, "seconds")
+            if m in ("cp", "cat"):
+                lines.append(f"| {w} | {LABELS[m]} | {t:.2f} ({rng(w, m, 'seconds')}) | "
+                             f"{t / floor:.2f} | | | | | | |")
+                continue
             lines.append(
-                f"| {w} | {label} | {med(w, m, 'seconds'):.2f} ({rng(w, m, 'seconds')}) | "
+                f"| {w} | {LABELS[m]} | {t:.2f} ({rng(w, m, 'seconds')}) | {t / floor:.2f} | "
                 f"{med(w, m, 'peak_rss') / 2**20:.0f} | {med(w, m, 'syscr'):.0f} | {med(w, m, 'syscw'):.0f} | "
                 f"{med(w, m, 'read_bytes') / 2**20:.0f} | {med(w, m, 'write_bytes') / 2**20:.0f} | "
-                f"{base / med(w, m, 'seconds'):.2f}× |"
+                f"{base / t:.2f}× |"
             )
     lines += [
         "",

@@ -24,6 +24,8 @@ from dask_io.plan.grid import region_slices
 Box = tuple[tuple[int, int], ...]
 
 _FILES: dict[tuple[str, str, int], Any] = {}
+_STAGING = threading.local()
+_UNSET = object()
 _FILES_LOCK = threading.Lock()
 _HDF5_LOCK = threading.RLock()
 
@@ -82,6 +84,7 @@ class ArrayHandle:
         state = self.__dict__.copy()
         if self.kind in ("h5py", "memmap"):
             state["_obj"] = None
+        state.pop("_raw_target", None)  # decided again where the handle lands
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -167,11 +170,20 @@ class ArrayHandle:
         return out
 
     def write(self, box: Box, data: np.ndarray) -> None:
-        """Write ``data`` (of ``box``'s shape) into ``box`` of the array."""
-        obj = self.obj
-        sel = region_slices(box)
+        """Write ``data`` (of ``box``'s shape) into ``box`` of the array.
+
+        A contiguous, unfiltered HDF5 dataset in a plain file is written at its byte
+        offset (:meth:`raw_target`), long runs with ``O_DIRECT``; anything else
+        through the array object.
+        """
         if math.prod(data.shape) == 0:
             return
+        raw = self.raw_target()
+        if raw is not None and data.dtype == raw.dtype:
+            _write_raw(raw, box, data)
+            return
+        obj = self.obj
+        sel = region_slices(box)
         if self.kind == "h5py" and not data.flags.c_contiguous:
             # HDF5 gathers a strided memory selection row by row, under its global
             # lock; one numpy copy (outside the lock) is several times faster
@@ -181,6 +193,67 @@ class ArrayHandle:
             obj[sel] = data
 
         self._locked(put)
+
+
+    def raw_target(self) -> Any:
+        """Where to write this array's bytes directly (a ``RawArray``), or None.
+
+        Only writable, contiguous, unfiltered h5py datasets of a plain file qualify.
+        A dataset without storage yet (HDF5 allocates contiguous storage at the
+        first write) gets it by writing its last element through h5py (the fill
+        value, which is what reading it returned anyway); the file is then flushed
+        and the dataset refreshed, so that neither a dirty HDF5 sieve buffer can later
+        overwrite the raw writes nor a stale one serve old bytes to h5py reads.
+        Decided once per handle (and again in each process it is unpickled in).
+        """
+        if self.kind != "h5py" or not self.writable or self.chunks is not None:
+            return None
+        cached = self.__dict__.get("_raw_target", _UNSET)
+        if cached is _UNSET:
+            with _HDF5_LOCK:
+                cached = self.__dict__.get("_raw_target", _UNSET)
+                if cached is _UNSET:
+                    cached = self._locked(lambda: _prepare_raw_target(self.obj))
+                    self.__dict__["_raw_target"] = cached
+        return cached
+
+
+def _prepare_raw_target(dataset: Any) -> Any:
+    from dask_io.graph.rawread import h5py_raw
+
+    if dataset.file.mode != "r+" or dataset.size == 0 or dataset.id.get_offset() is not None:
+        # allocated storage may sit behind a dirty sieve buffer: flush it, then refresh
+        pass
+    else:
+        try:
+            last = tuple(n - 1 for n in dataset.shape)
+            fill = dataset.fillvalue
+            dataset[last] = fill
+        except (TypeError, ValueError, OSError):
+            return None
+    raw = h5py_raw(dataset)  # flushes the file
+    if raw is None:
+        return None
+    try:
+        dataset.refresh()
+    except (AttributeError, ValueError, RuntimeError, OSError):
+        return None  # without a refresh h5py reads could see stale bytes
+    return raw
+
+
+def _write_raw(raw: Any, box: Box, data: np.ndarray) -> None:
+    from dask_io.storage.base import IOCounters
+    from dask_io.storage.rawio import write_region
+
+    staging = getattr(_STAGING, "buf", None)
+    if staging is None:
+        staging = _STAGING.buf = np.empty(1 << 20, np.uint8)
+    fd = os.open(raw.path, os.O_WRONLY)
+    try:
+        origin = tuple(0 for _ in box)
+        write_region(raw, fd, box, origin, box, [(box, data)], staging, IOCounters())
+    finally:
+        os.close(fd)
 
 
 def _copy(out: np.ndarray, data: Any) -> None:
