@@ -23,6 +23,7 @@ systems) and ``dask_io.direct-writes: false`` use ordinary ``pwrite``.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from typing import Any
@@ -161,7 +162,7 @@ class DirectStream:
         if a > self.start:  # head, within the page before ``a``
             self.calls += _pwrite_all(self.fd, self.buf[self.lead : i].data, self.start)
         j = i + (b - a)
-        self.calls += _pwrite_all(self.dfd, self.buf[i:j].data, a)
+        self.calls += self._write_pages(self.buf[i:j], a)
         rest = self.fill - j
         if final:
             if rest:  # tail, within the page after ``b``
@@ -171,6 +172,18 @@ class DirectStream:
         if rest:
             self.buf[:rest] = self.buf[j : self.fill]
         self.start, self.lead, self.fill = b, 0, rest
+
+    def _write_pages(self, pages: npt.NDArray[np.uint8], pos: int) -> int:
+        assert self.dfd is not None
+        try:
+            return _pwrite_all(self.dfd, pages.data, pos)
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise
+            # the device wants another alignment: this and later writes go buffered
+            _unsupported.add(os.fstat(self.dfd).st_dev)
+            self.dfd = None
+            return _pwrite_all(self.fd, pages.data, pos)
 
     def close(self) -> int:
         """Write the rest; return the number of system calls made."""

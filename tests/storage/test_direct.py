@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
@@ -162,3 +163,29 @@ def test_write_region_direct(tmp_path, small_bounce, pieces):
         assert counters.runs == run_count(region, whole)
         assert counters.bytes_written == expected[sl].nbytes
     np.testing.assert_array_equal(np.load(fn), expected)
+
+
+def test_einval_from_the_device_falls_back(tmp_path, small_bounce, monkeypatch):
+    """A device that refuses our alignment mid-write: the bytes still land, buffered."""
+    path = _file(tmp_path, 8 * 4096)
+    fd = os.open(path, os.O_WRONLY)
+    dfd = direct.open_direct(path)
+    if dfd is None:
+        pytest.skip("this file system refuses O_DIRECT")
+    real = direct._pwrite_all
+
+    def picky(f, data, pos):
+        if f == dfd:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(f, data, pos)
+
+    monkeypatch.setattr(direct, "_pwrite_all", picky)
+    monkeypatch.setattr(direct, "_unsupported", set())
+    data = np.arange(6 * 4096, dtype=np.uint8)
+    try:
+        direct.write_array(fd, dfd, data, 10)
+        assert direct.open_direct(path) is None  # the file system is remembered
+    finally:
+        os.close(fd)
+        os.close(dfd)
+    np.testing.assert_array_equal(np.fromfile(path, np.uint8)[10 : 10 + data.size], data)
