@@ -64,7 +64,12 @@ def keep_piece(buf: np.ndarray, local: tuple[slice, ...], region: Box) -> tuple[
 
 def write_kept(buf: np.ndarray, local: tuple[slice, ...], region: Box, block: Box,
                handle: ArrayHandle, box: Box, *kept: tuple[Box, np.ndarray]) -> None:
-    """Assemble output ``block`` from its kept pieces and ``buf[local]``, write it whole."""
+    """Assemble output ``block`` from its kept pieces and ``buf[local]``, write it whole.
+
+    Raw targets gather the pieces straight into the write, without the assembly.
+    """
+    if handle.write_pieces(box, block, [*kept, (region, buf[local])]):
+        return
     shape = tuple(b - a for a, b in block)
     out = np.empty(shape, buf.dtype)
     for piece_region, data in (*kept, (region, buf[local])):

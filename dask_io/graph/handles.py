@@ -178,9 +178,7 @@ class ArrayHandle:
         """
         if math.prod(data.shape) == 0:
             return
-        raw = self.raw_target()
-        if raw is not None and data.dtype == raw.dtype:
-            _write_raw(raw, box, data)
+        if self.write_pieces(box, box, [(box, data)]):
             return
         obj = self.obj
         sel = region_slices(box)
@@ -194,6 +192,30 @@ class ArrayHandle:
 
         self._locked(put)
 
+
+    def write_pieces(self, box: Box, region: Box, pieces: list[tuple[Box, np.ndarray]]) -> bool:
+        """Write ``region`` (in the pieces' coordinates) into ``box`` of the array, raw.
+
+        The pieces (``(region, data)`` pairs) are gathered straight into the write,
+        without assembling the box in memory first. Returns False, writing nothing,
+        when the array cannot be written raw (see :meth:`raw_target`).
+        """
+        raw = self.raw_target()
+        if raw is None or any(data.dtype != raw.dtype for _, data in pieces):
+            return False
+        from dask_io.storage.base import IOCounters
+        from dask_io.storage.rawio import write_region
+
+        staging = getattr(_STAGING, "buf", None)
+        if staging is None:
+            staging = _STAGING.buf = np.empty(1 << 20, np.uint8)
+        origin = tuple(r - b for (r, _), (b, _) in zip(region, box))
+        fd = os.open(raw.path, os.O_WRONLY)
+        try:
+            write_region(raw, fd, box, origin, region, pieces, staging, IOCounters())
+        finally:
+            os.close(fd)
+        return True
 
     def raw_target(self) -> Any:
         """Where to write this array's bytes directly (a ``RawArray``), or None.
@@ -239,21 +261,6 @@ def _prepare_raw_target(dataset: Any) -> Any:
     except (AttributeError, ValueError, RuntimeError, OSError):
         return None  # without a refresh h5py reads could see stale bytes
     return raw
-
-
-def _write_raw(raw: Any, box: Box, data: np.ndarray) -> None:
-    from dask_io.storage.base import IOCounters
-    from dask_io.storage.rawio import write_region
-
-    staging = getattr(_STAGING, "buf", None)
-    if staging is None:
-        staging = _STAGING.buf = np.empty(1 << 20, np.uint8)
-    fd = os.open(raw.path, os.O_WRONLY)
-    try:
-        origin = tuple(0 for _ in box)
-        write_region(raw, fd, box, origin, box, [(box, data)], staging, IOCounters())
-    finally:
-        os.close(fd)
 
 
 def _copy(out: np.ndarray, data: Any) -> None:
