@@ -7,15 +7,28 @@ part of a block already holding data makes zarr read it back first (counted in
 
 As a target, the array is built in ``<path>.dask_io-tmp``, with a progress file
 listing the blocks complete, and renamed into place at the end.
+
+Whole-chunk writes bypass zarr when the array allows it (:class:`ChunkFiles`): an
+uncompressed, unsharded, C-order array of little-endian (or single-byte) numbers on a
+local directory stores each chunk as the raw bytes of the full chunk shape (edge chunks
+padded with the fill value), so the store writes those bytes itself, page-aligned
+pages with ``O_DIRECT`` (:mod:`dask_io.storage.direct`), to a temporary name renamed to
+the chunk's key. Writing new page-cache pages is what zarr's own write path spends
+most of its time on (the kernel's per-page cost, ~2.6 ns per byte on the benchmark
+machine). Partial-chunk writes, reads and every other array go through zarr.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,7 +37,16 @@ import numpy.typing as npt
 from dask_io.errors import InvalidChunksError, StoreNotFoundError
 from dask_io.plan.grid import Grid, region_slices
 from dask_io.plan.ops import BlockIndex, Region
-from dask_io.storage.base import IOCounters, Layout, Pieces, assemble, region_nbytes
+from dask_io.storage import direct
+from dask_io.storage.base import (
+    IOCounters,
+    Layout,
+    Pieces,
+    assemble,
+    gather,
+    region_nbytes,
+    single_view,
+)
 from dask_io.storage.files import TMP_SUFFIX, fsync_dir, write_json_atomic
 
 PROGRESS = "dask_io-progress.json"
@@ -50,6 +72,145 @@ def regular_chunks(grid: Grid) -> tuple[int, ...]:
     return shape
 
 
+@dataclass(frozen=True)
+class ChunkFiles:
+    """Where and how a Zarr array stores its chunks, when they are raw bytes.
+
+    ``root`` is the array's folder, ``chunks`` the (full) chunk shape, ``dtype`` the
+    stored dtype, ``fill`` the value edge chunks are padded with and ``key`` the
+    metadata's chunk key encoding (``"1.2"``, ``"1/2"``, ``"c/1/2"``, ``"c.1.2"``).
+    Build with :func:`chunk_files`.
+    """
+
+    root: str
+    chunks: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fill: Any
+    key: Callable[[tuple[int, ...]], str]
+
+    def path(self, block: BlockIndex) -> str:
+        """The file of chunk ``block``."""
+        return os.path.join(self.root, *self.key(tuple(block)).split("/"))
+
+
+def chunk_files(arr: Any) -> ChunkFiles | None:
+    """The :class:`ChunkFiles` of zarr array ``arr``, or None when its chunks are not
+    the raw C-order bytes of a local file (compressed, filtered, sharded, transposed,
+    big-endian, not a number, or not on a ``LocalStore``)."""
+    from zarr.codecs import BytesCodec
+    from zarr.storage import LocalStore
+
+    store = getattr(arr, "store", None)
+    if not isinstance(store, LocalStore) or getattr(arr, "shards", None) is not None:
+        return None
+    meta = arr.metadata
+    if meta.zarr_format == 2:
+        if meta.compressor is not None or meta.filters or meta.order != "C":
+            return None
+        stored = np.dtype(meta.dtype.to_native_dtype())
+    else:
+        codecs = tuple(meta.codecs)
+        if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
+            return None
+        endian = codecs[0].endian
+        stored = np.dtype(arr.dtype)
+        if endian is not None and getattr(endian, "value", endian) != "little":
+            return None
+        if stored.itemsize > 1:
+            stored = stored.newbyteorder("<")
+    if stored.kind not in "biufc" or sys.byteorder != "little":
+        return None
+    if stored.itemsize > 1 and stored.byteorder not in ("<", "="):
+        return None
+    fill = meta.fill_value
+    fill = np.zeros((), stored) if fill is None else np.asarray(fill).astype(stored)
+    root = os.path.join(str(store.root), *[p for p in str(arr.path).split("/") if p])
+    chunks = tuple(int(c) for c in arr.chunks)
+    return ChunkFiles(root, chunks, stored.newbyteorder("="), fill, meta.encode_chunk_key)
+
+
+def write_chunk(
+    files: ChunkFiles, block: BlockIndex, region: Region, pieces: Pieces, made: set[str]
+) -> int:
+    """Write chunk ``block`` (covering ``region`` of the array) whole from ``pieces``.
+
+    The bytes are the full chunk shape in C order, the part outside the array filled
+    with the fill value, written to a temporary name in the chunk's folder (whole
+    pages with ``O_DIRECT`` when the chunk is at least :data:`direct.MIN_DIRECT`
+    bytes) and renamed over the chunk's key. ``made`` caches the folders created.
+    Returns the number of write calls.
+    """
+    path = files.path(block)
+    folder = os.path.dirname(path)
+    if folder not in made:
+        os.makedirs(folder, exist_ok=True)
+        made.add(folder)
+    full = files.chunks
+    nbytes = math.prod(full) * files.dtype.itemsize
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}{TMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        dfd = direct.open_direct(tmp) if nbytes >= direct.MIN_DIRECT else None
+        try:
+            calls = _stream_chunk(files, fd, dfd, region, pieces)
+        finally:
+            if dfd is not None:
+                os.close(dfd)
+    except BaseException:
+        os.close(fd)
+        os.remove(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    return calls
+
+
+def _stream_chunk(
+    files: ChunkFiles, fd: int, dfd: int | None, region: Region, pieces: Pieces
+) -> int:
+    """Gather the padded chunk into the bounce buffer slab by slab and write it."""
+    full, dtype = files.chunks, files.dtype
+    extent = tuple(b - a for a, b in region)
+    if extent == full:
+        data = single_view(pieces, region)
+        if data is not None and data.dtype == dtype:
+            return direct.write_array(fd, dfd, data, 0)
+    row = math.prod(full[1:]) * dtype.itemsize
+    stream = direct.DirectStream(fd, dfd, 0)
+    per = stream.capacity // row if row else 0
+    if per == 0:  # one row exceeds the bounce buffer: pad a whole copy
+        whole = np.empty(full, dtype)
+        _fill_padding(whole, extent, files.fill)
+        gather(pieces, region, whole[tuple(slice(0, e) for e in extent)])
+        return direct.write_array(fd, dfd, whole, 0)
+    inner = tuple(slice(0, e) for e in extent[1:])
+    for j0 in range(0, full[0], per):
+        n = min(per, full[0] - j0)
+        buf = stream.reserve(n * row).view(dtype).reshape((n, *full[1:]))
+        rows = max(0, min(extent[0], j0 + n) - j0)
+        if rows < n:
+            buf[rows:] = files.fill
+        if rows:
+            sub = buf[:rows]
+            _fill_padding(sub, (rows, *extent[1:]), files.fill)
+            lo = region[0][0] + j0
+            gather(pieces, ((lo, lo + rows), *region[1:]), sub[(slice(None), *inner)])
+        stream.commit(n * row)
+    return stream.close()
+
+
+def _fill_padding(buf: npt.NDArray[Any], extent: tuple[int, ...], fill: Any) -> None:
+    """Fill the part of ``buf`` outside ``extent`` (from the origin) with ``fill``.
+
+    The padding is cut into disjoint slabs, one per axis: axis ``d`` past its extent,
+    with axes before it within theirs, so every padded element is written once.
+    """
+    for d in range(buf.ndim):
+        if extent[d] < buf.shape[d]:
+            sel = (*(slice(0, e) for e in extent[:d]), slice(extent[d], None))
+            buf[sel] = fill
+
+
 class ZarrStore:
     """A Zarr array, read and written one chunk (or shard) at a time."""
 
@@ -63,6 +224,8 @@ class ZarrStore:
         self.completed: set[BlockIndex] = set()
         self.job: dict[str, Any] = {}
         self._arr: Any = None
+        self._files: ChunkFiles | None | bool = False  # False: not looked at yet
+        self._made: set[str] = set()
         self._touched: set[BlockIndex] = set()
         self._lock = threading.Lock()
         self._progress_time = 0.0
@@ -164,10 +327,18 @@ class ZarrStore:
         """Write ``region`` of chunk ``block`` (zarr reads the chunk back if partial)."""
         if not self.writable:
             raise PermissionError(f"store {self.path!r} is open read-only")
+        whole = region == self.grid.block_region(block)
+        files = self.chunk_files() if whole else None
+        if files is not None:
+            calls = write_chunk(files, block, region, pieces, self._made)
+            n = region_nbytes(region, self.dtype.itemsize)  # data bytes, as the plan counts
+            with self._lock:
+                self._touched.add(block)
+            self.counters.add(opens=1, runs=1, write_runs=1, syscalls=calls, bytes_written=n)
+            return
         data = assemble(pieces, region, self.dtype)
         self._array()[region_slices(region)] = data
         n = region_nbytes(self.grid.block_region(block), self.dtype.itemsize)
-        whole = region == self.grid.block_region(block)
         with self._lock:
             rmw = n if (not whole and block in self._touched) else 0
             self._touched.add(block)
@@ -175,6 +346,17 @@ class ZarrStore:
         self.counters.add(
             opens=1, runs=runs, write_runs=runs, syscalls=runs, bytes_written=n, rmw_bytes=rmw
         )
+
+    def chunk_files(self) -> ChunkFiles | None:
+        """Where whole chunks are written directly, or None when zarr must write them.
+
+        Direct writes need a local, uncompressed, unsharded C-order array; they are
+        off when ``dask_io.direct-writes`` is false.
+        """
+        if self._files is False:
+            files = chunk_files(self._array())
+            self._files = files if files is not None and direct.enabled() else None
+        return self._files if isinstance(self._files, ChunkFiles) else None
 
     # -- progress -------------------------------------------------------------------
     def write_progress(self) -> None:
@@ -226,10 +408,13 @@ class ZarrStore:
     def close(self) -> None:
         """Drop the zarr array handle of this process."""
         self._arr = None
+        self._files = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_arr"] = None
+        state["_files"] = False
+        state["_made"] = set()
         state.pop("_lock")
         return state
 
