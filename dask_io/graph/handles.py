@@ -26,6 +26,10 @@ Box = tuple[tuple[int, int], ...]
 _FILES: dict[tuple[str, str, int], Any] = {}
 _STAGING = threading.local()
 _UNSET = object()
+# smaller datasets are written through h5py: HDF5 may hold their bytes in caches of
+# the file (its metadata accumulator, small-data block) that a raw write would not
+# update, and their writes are cheap anyway
+RAW_TARGET_MIN_BYTES = 4 << 20
 _FILES_LOCK = threading.Lock()
 _HDF5_LOCK = threading.RLock()
 
@@ -220,7 +224,8 @@ class ArrayHandle:
     def raw_target(self) -> Any:
         """Where to write this array's bytes directly (a ``RawArray``), or None.
 
-        Only writable, contiguous, unfiltered h5py datasets of a plain file qualify.
+        Only writable, contiguous, unfiltered h5py datasets of a plain file, of at
+        least :data:`RAW_TARGET_MIN_BYTES`, qualify.
         A dataset without storage yet (HDF5 allocates contiguous storage at the
         first write) gets it by writing its last element through h5py (the fill
         value, which is what reading it returned anyway); the file is then flushed
@@ -229,6 +234,8 @@ class ArrayHandle:
         Decided once per handle (and again in each process it is unpickled in).
         """
         if self.kind != "h5py" or not self.writable or self.chunks is not None:
+            return None
+        if math.prod(self.shape) * self.dtype.itemsize < RAW_TARGET_MIN_BYTES:
             return None
         cached = self.__dict__.get("_raw_target", _UNSET)
         if cached is _UNSET:

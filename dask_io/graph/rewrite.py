@@ -21,6 +21,7 @@ from dask_io.graph.layers import LayerViews, store_layer_atoms
 from dask_io.graph.recognize import Handles, find_atoms, find_sources, make_resolver
 from dask_io.graph.settings import Settings
 from dask_io.plan import Plan, plan_resplit
+from dask_io.plan.planner import without_keeping
 
 Key = Hashable
 PIPELINE_SLACK = 1.25  # a pipelined plan may cost this many times the seeks ...
@@ -122,8 +123,14 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
     about a quarter of the array are tried first.
     """
     def plan(max_mem: int) -> Plan:
-        return plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
+        best = plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
                             max_mem, settings.strategy, job.layout)
+        if settings.strategy != "auto" or not best.cost.kept_peak:
+            return best
+        # keeping costs a copy of each kept piece and of its gathering; when the
+        # same buffers keeping nothing move long runs anyway, the extra seeks are cheaper
+        plain = without_keeping(best)
+        return plain if _large_runs(plain) else best
 
     try:
         full = plan(settings.max_mem)
@@ -146,11 +153,15 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
 
 
 def _cheap_enough(candidate: Plan, full: Plan) -> bool:
-    cost = candidate.cost
-    if cost.seeks <= PIPELINE_SLACK * full.cost.seeks + PIPELINE_EXTRA:
+    if candidate.cost.seeks <= PIPELINE_SLACK * full.cost.seeks + PIPELINE_EXTRA:
         return True
-    moved = cost.bytes_read + cost.bytes_written
-    return moved >= PIPELINE_LARGE_RUN * max(cost.runs, 1)
+    return _large_runs(candidate)
+
+
+def _large_runs(plan: Plan) -> bool:
+    """Whether ``plan``'s runs average :data:`PIPELINE_LARGE_RUN` bytes or more."""
+    cost = plan.cost
+    return cost.bytes_read + cost.bytes_written >= PIPELINE_LARGE_RUN * max(cost.runs, 1)
 
 
 def _cluster_reads(graph: _Graph, keys: Sequence[Key], sources: dict[str, Any],

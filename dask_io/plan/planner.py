@@ -296,6 +296,19 @@ def _make(
                 bounds, order, cost, kept_cap=cap, min_priority=min_priority)
 
 
+def without_keeping(plan: Plan) -> Plan:
+    """``plan``'s buffers in ``plan``'s order, keeping nothing.
+
+    Every piece is written as soon as its buffer is read: more writes than the keep
+    plan (output blocks cut by buffers are written in parts), but no copies of kept
+    pieces and less memory. Worth it when the runs are long anyway.
+    """
+    pb = _Problem(plan.in_grid, plan.out_grid, plan.dtype, plan.max_mem, plan.layout)
+    out = _make(pb, plan.strategy, plan.buffer_bounds, plan.order, keep=False)
+    assert out is not None  # no limit given: never None
+    return out
+
+
 def _keep_simulator(pb: _Problem, bounds: st.Bounds, order: tuple[int, ...]) -> WriteSimulator:
     cap = pb.avail - st.buffer_elems(bounds)
     pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.out_grid.bounds)]

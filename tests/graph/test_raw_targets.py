@@ -12,7 +12,7 @@ from dask_io.graph import optimizing
 from dask_io.graph.handles import ArrayHandle
 from dask_io.storage import direct
 
-SHAPE = (48, 40, 36)
+SHAPE = (96, 160, 144)  # 4.2 MiB of uint16: above RAW_TARGET_MIN_BYTES
 
 
 @pytest.fixture(params=["buffered", "direct"])
@@ -34,12 +34,12 @@ def _data(shape=SHAPE, seed=0):
 
 def test_unallocated_target_written_raw(tmp_path, write_mode):
     data = _data()
-    x = da.from_array(data, chunks=(16, 8, 12))
+    x = da.from_array(data, chunks=(32, 40, 48))
     with h5py.File(tmp_path / "out.h5", "w") as f:
         target = f.create_dataset("y", shape=SHAPE, dtype="u2")
         assert target.id.get_offset() is None  # no storage yet
-        with optimizing(max_mem="64KiB"):
-            da.store(x.rechunk((10, 13, 36)), target, scheduler="threads")
+        with optimizing(max_mem="2MiB"):
+            da.store(x.rechunk((20, 26, 144)), target, scheduler="threads")
         assert target.id.get_offset() is not None
         # small reads (through HDF5's sieve buffer) see the raw writes
         assert target[0, 0, 0] == data[0, 0, 0]
@@ -58,10 +58,10 @@ def test_allocated_target_partly_overwritten(tmp_path, write_mode):
         _ = target[0, 0, :4]  # loads HDF5's sieve buffer with old bytes
         target[1, 1, 1] = 7  # and dirties it
         old[1, 1, 1] = 7
-        region = (slice(4, 40), slice(0, 40), slice(0, 36))
-        x = da.from_array(new, chunks=(16, 8, 12))[region]
-        with optimizing(max_mem="64KiB"):
-            da.store(x.rechunk((9, 40, 36)), target, regions=region, scheduler="threads")
+        region = (slice(4, 80), slice(0, 160), slice(0, 144))
+        x = da.from_array(new, chunks=(32, 40, 48))[region]
+        with optimizing(max_mem="2MiB"):
+            da.store(x.rechunk((18, 160, 144)), target, regions=region, scheduler="threads")
         expected = old.copy()
         expected[region] = new[region]
         assert target[1, 1, 1] == 7
@@ -75,10 +75,10 @@ def test_fill_value_kept_where_not_written(tmp_path, write_mode):
     data = _data()
     with h5py.File(tmp_path / "out.h5", "w") as f:
         target = f.create_dataset("y", shape=SHAPE, dtype="u2", fillvalue=9)
-        region = (slice(0, 20), slice(0, 40), slice(0, 36))  # not the last element
-        x = da.from_array(data, chunks=(16, 8, 12))[region]
-        with optimizing(max_mem="64KiB"):
-            da.store(x.rechunk((7, 40, 36)), target, regions=region, scheduler="threads")
+        region = (slice(0, 40), slice(0, 160), slice(0, 144))  # not the last element
+        x = da.from_array(data, chunks=(32, 40, 48))[region]
+        with optimizing(max_mem="2MiB"):
+            da.store(x.rechunk((14, 160, 144)), target, regions=region, scheduler="threads")
         expected = np.full(SHAPE, 9, np.uint16)
         expected[region] = data[region]
         np.testing.assert_array_equal(target[...], expected)
@@ -98,20 +98,33 @@ def test_other_datasets_or_dtypes_go_through_h5py(tmp_path, kind):
         raw = ArrayHandle(target, writable=True).raw_target()
         # a big-endian dataset has a raw location, but native data is not its bytes
         assert raw is None if kind != "big-endian" else raw.dtype == np.dtype(">u2")
-        x = da.from_array(data, chunks=(16, 8, 12))
-        with optimizing(max_mem="64KiB"):
-            da.store(x.rechunk((10, 13, 36)), target, scheduler="threads")
+        x = da.from_array(data, chunks=(32, 40, 48))
+        with optimizing(max_mem="2MiB"):
+            da.store(x.rechunk((20, 26, 144)), target, scheduler="threads")
         np.testing.assert_array_equal(target[...], data)
 
 
 def test_same_result_as_plain_dask(tmp_path):
     data = _data()
-    x = da.from_array(data, chunks=(16, 8, 12)).rechunk((11, 40, 5))
+    x = da.from_array(data, chunks=(32, 40, 48)).rechunk((22, 160, 10))
     with h5py.File(tmp_path / "a.h5", "w") as f, h5py.File(tmp_path / "b.h5", "w") as g:
         a = f.create_dataset("y", shape=SHAPE, dtype="u2")
         b = g.create_dataset("y", shape=SHAPE, dtype="u2")
-        with optimizing(max_mem="64KiB"):
+        with optimizing(max_mem="2MiB"):
             da.store(x, a, scheduler="threads")
         with dask.config.set(array_optimize=None):
             da.store(x, b, scheduler="threads")
         np.testing.assert_array_equal(a[...], b[...])
+
+
+def test_small_datasets_are_not_raw(tmp_path):
+    with h5py.File(tmp_path / "out.h5", "w") as f:
+        target = f.create_dataset("y", shape=(1,), dtype="i4")
+        assert ArrayHandle(target, writable=True).raw_target() is None
+
+
+def test_raw_target_is_used(tmp_path):
+    with h5py.File(tmp_path / "out.h5", "w") as f:
+        target = f.create_dataset("y", shape=SHAPE, dtype="u2")
+        raw = ArrayHandle(target, writable=True).raw_target()
+        assert raw is not None and raw.offset == target.id.get_offset()
