@@ -164,3 +164,25 @@ def test_figure_4_keep_with_more_memory() -> None:
     assert (plan.cost.opens, plan.cost.runs) == (13, 13)
     r = replayed(plan, R2, I2, O2)
     assert all(op.whole for op in r.writes) and r.n_keeps > 0
+
+
+@pytest.mark.parametrize(
+    ("shape", "in_chunks", "out_chunks", "max_mem"),
+    [
+        ((60, 50, 40), (20, 25, 40), (15, 10, 8), 40_000),
+        ((64, 64), (64, 64), (16, 16), 2_000),
+        ((30, 40, 50), (7, 9, 11), (10, 13, 17), 60_000),
+    ],
+)
+def test_without_keeping_same_buffers_nothing_kept(shape, in_chunks, out_chunks, max_mem) -> None:
+    from dask_io.plan.planner import without_keeping
+
+    plan = plan_resplit(shape, in_chunks, out_chunks, "uint16", max_mem, "keep")
+    plain = without_keeping(plan)
+    assert [b.tolist() for b in plain.buffer_bounds] == [b.tolist() for b in plan.buffer_bounds]
+    assert plain.order == plan.order
+    assert plain.cost.kept_peak == 0
+    assert plain.cost.peak_mem <= plan.cost.peak_mem
+    assert plain.cost.write_runs >= plan.cost.write_runs
+    assert not any(isinstance(op, (Keep, WriteKept)) for op in plain.operations())
+    replayed(plain, shape, in_chunks, out_chunks)  # every element written once, right values
