@@ -44,18 +44,34 @@ _H5_LOCK = threading.Lock()
 
 
 class ArraySource:
-    """An array with numpy slicing (a zarr or numpy array) read by region; picklable."""
+    """An array with numpy slicing (a zarr or numpy array) read by region; picklable.
+
+    A zarr array decodes straight into ``out`` (no array of its own, no copy).
+    """
 
     def __init__(self, array: Any, grid: Grid, layout: str) -> None:
         self.array, self.grid, self.layout = array, grid, layout
         self.dtype = np.dtype(array.dtype)
         self.counters = IOCounters()
+        self.into = type(array).__module__.split(".")[0] == "zarr"
 
-    def read(self, block: BlockIndex, region: Region, out: npt.NDArray[Any],
-             staging: npt.NDArray[np.uint8] | None = None) -> None:
-        out[...] = self.array[region_slices(region)]
-        self.counters.add(opens=1, runs=1, read_runs=1,
-                          bytes_read=region_nbytes(region, self.dtype.itemsize))
+    def read(
+        self,
+        block: BlockIndex,
+        region: Region,
+        out: npt.NDArray[Any],
+        staging: npt.NDArray[np.uint8] | None = None,
+    ) -> None:
+        if self.into and out.dtype == self.dtype:
+            from zarr.core.buffer import default_buffer_prototype
+
+            nd = default_buffer_prototype().nd_buffer.from_numpy_array(out)
+            self.array.get_basic_selection(region_slices(region), out=nd)
+        else:
+            out[...] = self.array[region_slices(region)]
+        self.counters.add(
+            opens=1, runs=1, read_runs=1, bytes_read=region_nbytes(region, self.dtype.itemsize)
+        )
 
 
 class H5Source:
@@ -70,8 +86,13 @@ class H5Source:
         self.dtype = np.dtype(dtype)
         self.counters = IOCounters()
 
-    def read(self, block: BlockIndex, region: Region, out: npt.NDArray[Any],
-             staging: npt.NDArray[np.uint8] | None = None) -> None:
+    def read(
+        self,
+        block: BlockIndex,
+        region: Region,
+        out: npt.NDArray[Any],
+        staging: npt.NDArray[np.uint8] | None = None,
+    ) -> None:
         import h5py
 
         key = (self.filename, self.name)
@@ -79,12 +100,14 @@ class H5Source:
             if key not in _H5_HANDLES:
                 _H5_HANDLES[key] = h5py.File(self.filename, "r")
             out[...] = _H5_HANDLES[key][self.name][region_slices(region)]
-        self.counters.add(opens=1, runs=1, read_runs=1,
-                          bytes_read=region_nbytes(region, self.dtype.itemsize))
+        self.counters.add(
+            opens=1, runs=1, read_runs=1, bytes_read=region_nbytes(region, self.dtype.itemsize)
+        )
 
 
-def slab_chunks(shape: Sequence[int], out_chunks: Sequence[Sequence[int]], itemsize: int,
-                slab_bytes: int) -> tuple[tuple[int, ...], ...]:
+def slab_chunks(
+    shape: Sequence[int], out_chunks: Sequence[Sequence[int]], itemsize: int, slab_bytes: int
+) -> tuple[tuple[int, ...], ...]:
     """A virtual input grid for an unchunked source: slabs along axis 0.
 
     Slabs are contiguous in C order, end on output block boundaries and hold about
@@ -162,9 +185,14 @@ class ArrayJob:
         return os.path.join(self.work, dx.STATE_DIR)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"shape": list(self.gp.shape), "dtype": self.gp.dtype.str,
-                "chunks": list(self.out_chunks), "shards": list(self.shards or []),
-                "zarr_format": self.zarr_format, "cuts": [list(c) for c in self.gp.cuts]}
+        return {
+            "shape": list(self.gp.shape),
+            "dtype": self.gp.dtype.str,
+            "chunks": list(self.out_chunks),
+            "shards": list(self.shards or []),
+            "zarr_format": self.zarr_format,
+            "cuts": [list(c) for c in self.gp.cuts],
+        }
 
     def check_existing(self) -> None:
         """Refuse a target that holds an array of another shape, dtype or chunks."""
@@ -215,10 +243,16 @@ class ArrayJob:
         if self.dims is not None and self.zarr_format == 3:
             kwargs["dimension_names"] = self.dims
         arr = zarr.create_array(
-            target.work_path, shape=self.gp.shape, dtype=self.gp.dtype,
-            chunks=self.out_chunks, shards=self.shards, compressors=None,
+            target.work_path,
+            shape=self.gp.shape,
+            dtype=self.gp.dtype,
+            chunks=self.out_chunks,
+            shards=self.shards,
+            compressors=None,
             fill_value=None if self.dims is not None and self.zarr_format == 2 else 0,
-            zarr_format=self.zarr_format, overwrite=True, **kwargs,  # type: ignore[arg-type]
+            zarr_format=self.zarr_format,
+            overwrite=True,
+            **kwargs,  # type: ignore[arg-type]
         )
         attrs = dict(self.attrs or {})
         if self.dims is not None and self.zarr_format == 2:
@@ -238,9 +272,15 @@ class ArrayJob:
 
     def summary(self) -> dict[str, Any]:
         s = self.gp.summary()
-        return {"array": self.name, "shape": self.gp.shape, "dtype": str(self.gp.dtype),
-                "source chunks": self.gp.in_grid.block_shape, "target chunks": self.out_chunks,
-                "shards": self.shards, **s}
+        return {
+            "array": self.name,
+            "shape": self.gp.shape,
+            "dtype": str(self.gp.dtype),
+            "source chunks": self.gp.in_grid.block_shape,
+            "target chunks": self.out_chunks,
+            "shards": self.shards,
+            **s,
+        }
 
 
 def _finalize(target: ZarrStore) -> None:
@@ -260,12 +300,15 @@ def _finalize(target: ZarrStore) -> None:
     fsync_dir(os.path.dirname(os.path.abspath(target.path)))
 
 
-def _norm_target_chunks(chunks: Any, shape: tuple[int, ...],
-                        dims: tuple[str, ...] | None) -> tuple[int, ...]:
+def _norm_target_chunks(
+    chunks: Any, shape: tuple[int, ...], dims: tuple[str, ...] | None
+) -> tuple[int, ...]:
     """Target chunks as ints; dicts by dimension name and None/-1 (whole axis) accepted."""
     if isinstance(chunks, Mapping):
         if dims is None:
-            raise InvalidChunksError(f"target_chunks={chunks!r} names dimensions; the source has none")
+            raise InvalidChunksError(
+                f"target_chunks={chunks!r} names dimensions; the source has none"
+            )
         chunks = tuple(chunks.get(d, r) for d, r in zip(dims, shape, strict=True))
     if isinstance(chunks, int):
         chunks = (chunks,) * len(shape)
@@ -273,9 +316,17 @@ def _norm_target_chunks(chunks: Any, shape: tuple[int, ...],
     return regular_chunks(Grid(shape, normalize_chunks(chunks, shape, "target_chunks")))
 
 
-def _plan_array(name: str, path: str, source: Any, chunks: Any, max_mem: int, n_workers: int,
-                options: Mapping[str, Any], dims: tuple[str, ...] | None = None,
-                attrs: dict[str, Any] | None = None) -> ArrayJob:
+def _plan_array(
+    name: str,
+    path: str,
+    source: Any,
+    chunks: Any,
+    max_mem: int,
+    n_workers: int,
+    options: Mapping[str, Any],
+    dims: tuple[str, ...] | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> ArrayJob:
     if not (hasattr(source, "shape") and hasattr(source, "dtype")):
         _open_source(source, (), max_mem)  # raises the message naming what is supported
     shape = tuple(int(s) for s in source.shape)
@@ -295,10 +346,27 @@ def _plan_array(name: str, path: str, source: Any, chunks: Any, max_mem: int, n_
     in_chunks = store.chunks if is_dask else store.grid.chunks
     layout = ("chunked" if is_dask else store.layout, "chunked")
     cap = max_mem // 2 if is_dask else None
-    gp = plan_groups(shape, in_chunks, unit, source.dtype, max_mem, n_workers=n_workers,
-                     group_cap=cap, layout=layout)
-    return ArrayJob(name, path, store, out_chunks, None if shards is None else unit,
-                    zarr_format, gp, dims, attrs)
+    gp = plan_groups(
+        shape,
+        in_chunks,
+        unit,
+        source.dtype,
+        max_mem,
+        n_workers=n_workers,
+        group_cap=cap,
+        layout=layout,
+    )
+    return ArrayJob(
+        name,
+        path,
+        store,
+        out_chunks,
+        None if shards is None else unit,
+        zarr_format,
+        gp,
+        dims,
+        attrs,
+    )
 
 
 def _arrays_of(source: Any, target_chunks: Any) -> list[tuple[str, Any, Any, Any, Any]]:
@@ -309,7 +377,11 @@ def _arrays_of(source: Any, target_chunks: Any) -> list[tuple[str, Any, Any, Any
     if hasattr(source, "data_vars"):
         out = []
         for name, var in source.variables.items():
-            chunks = target_chunks.get(name, target_chunks) if isinstance(target_chunks, Mapping) else target_chunks
+            chunks = (
+                target_chunks.get(name, target_chunks)
+                if isinstance(target_chunks, Mapping)
+                else target_chunks
+            )
             if isinstance(chunks, Mapping):
                 chunks = {d: c for d, c in chunks.items() if d in var.dims}
             out.append((str(name), var.data, chunks, tuple(map(str, var.dims)), dict(var.attrs)))
@@ -359,9 +431,16 @@ def _target_path(target_store: Any) -> str:
 class Rechunk:
     """A planned rechunk; nothing is read or written until :meth:`execute`."""
 
-    def __init__(self, source: Any, target_chunks: Any, target_store: Any, max_mem: Any,
-                 temp_store: Any = None, executor: Any = None,
-                 target_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        target_chunks: Any,
+        target_store: Any,
+        max_mem: Any,
+        temp_store: Any = None,
+        executor: Any = None,
+        target_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.max_mem = parse_bytes(max_mem)
         self.kind, self.client, self.n_workers = _resolve_executor(executor)
         self.path = _target_path(target_store)
@@ -369,8 +448,17 @@ class Rechunk:
         self.is_dataset = hasattr(source, "data_vars")
         options = dict(target_options or {})
         self.arrays = [
-            _plan_array(name, os.path.join(self.path, name) if name else self.path, data,
-                        chunks, self.max_mem, self.n_workers, options, dims, attrs)
+            _plan_array(
+                name,
+                os.path.join(self.path, name) if name else self.path,
+                data,
+                chunks,
+                self.max_mem,
+                self.n_workers,
+                options,
+                dims,
+                attrs,
+            )
             for name, data, chunks, dims, attrs in _arrays_of(source, target_chunks)
         ]
         for a in self.arrays:
@@ -428,6 +516,7 @@ class Rechunk:
 
             def block_keys(b: BlockIndex) -> Any:
                 return (x.name, *b)
+
         graph, keys = dx.build_graph(job, name, block_keys, done_groups, done_seams)
         dsk.update(graph)
         return dsk, keys
@@ -439,33 +528,54 @@ class Rechunk:
             dx.run_local(dsk, keys, self.kind, self.n_workers, progress)
 
     def __repr__(self) -> str:
-        lines = [f"<dask_io.Rechunk to {self.path!r}, executor={self.kind} "
-                 f"({self.n_workers} workers), max_mem={format_bytes(self.max_mem)}>"]
+        lines = [
+            f"<dask_io.Rechunk to {self.path!r}, executor={self.kind} "
+            f"({self.n_workers} workers), max_mem={format_bytes(self.max_mem)}>"
+        ]
         for row in self.plan.rows:
             lines.append("  " + _row_text(row))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        head = (f"<p><b>dask_io.Rechunk</b> to <code>{html.escape(self.path)}</code>, "
-                f"executor={self.kind} ({self.n_workers} workers)</p>")
+        head = (
+            f"<p><b>dask_io.Rechunk</b> to <code>{html.escape(self.path)}</code>, "
+            f"executor={self.kind} ({self.n_workers} workers)</p>"
+        )
         return head + self.plan._repr_html_()
 
 
 def _row_text(row: Mapping[str, Any]) -> str:
     name = f"{row['array']}: " if row["array"] else ""
-    return (f"{name}{row['shape']} {row['dtype']} {row['source chunks']} -> {row['target chunks']}"
-            f"{' shards ' + str(row['shards']) if row['shards'] else ''}: {row['groups']} groups, "
-            f"{row['seams']} seams ({row['pieces']} pieces, "
-            f"{format_bytes(row['extra_bytes'])} intermediate I/O), {row['reads']} reads, "
-            f"{row['writes']} writes, peak {format_bytes(row['peak_mem'])} per task")
+    return (
+        f"{name}{row['shape']} {row['dtype']} {row['source chunks']} -> {row['target chunks']}"
+        f"{' shards ' + str(row['shards']) if row['shards'] else ''}: {row['groups']} groups, "
+        f"{row['seams']} seams ({row['pieces']} pieces, "
+        f"{format_bytes(row['extra_bytes'])} intermediate I/O), {row['reads']} reads, "
+        f"{row['writes']} writes, peak {format_bytes(row['peak_mem'])} per task"
+    )
 
 
 class CostTable:
     """The cost table of a rechunk, one row per array; readable as text and HTML."""
 
-    COLUMNS = ("array", "shape", "dtype", "source chunks", "target chunks", "shards", "groups",
-               "seams", "pieces", "finish_tasks", "reads", "writes", "piece_writes",
-               "piece_reads", "extra_bytes", "peak_mem")
+    COLUMNS = (
+        "array",
+        "shape",
+        "dtype",
+        "source chunks",
+        "target chunks",
+        "shards",
+        "groups",
+        "seams",
+        "pieces",
+        "finish_tasks",
+        "reads",
+        "writes",
+        "piece_writes",
+        "piece_reads",
+        "extra_bytes",
+        "peak_mem",
+    )
 
     def __init__(self, rows: list[dict[str, Any]], max_mem: int) -> None:
         self.rows, self.max_mem = rows, max_mem
@@ -476,22 +586,32 @@ class CostTable:
         return sum(values) if all(isinstance(v, int) for v in values) else values
 
     def __repr__(self) -> str:
-        return "\n".join([f"max_mem {format_bytes(self.max_mem)} per task",
-                          *(_row_text(r) for r in self.rows)])
+        return "\n".join(
+            [f"max_mem {format_bytes(self.max_mem)} per task", *(_row_text(r) for r in self.rows)]
+        )
 
     def _repr_html_(self) -> str:
         def cell(k: str, v: Any) -> str:
             text = format_bytes(v) if k in ("extra_bytes", "peak_mem") else str(v)
             return f"<td>{html.escape(text)}</td>"
+
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.COLUMNS)
-        body = "".join("<tr>" + "".join(cell(c, r[c]) for c in self.COLUMNS) + "</tr>"
-                       for r in self.rows)
+        body = "".join(
+            "<tr>" + "".join(cell(c, r[c]) for c in self.COLUMNS) + "</tr>" for r in self.rows
+        )
         return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def rechunk(source: Any, target_chunks: Any, target_store: Any, max_mem: int | str,
-            temp_store: Any = None, executor: Any = None, *,
-            target_options: Mapping[str, Any] | None = None) -> Rechunk:
+def rechunk(
+    source: Any,
+    target_chunks: Any,
+    target_store: Any,
+    max_mem: int | str,
+    temp_store: Any = None,
+    executor: Any = None,
+    *,
+    target_options: Mapping[str, Any] | None = None,
+) -> Rechunk:
     """Plan the rechunk of ``source`` into a Zarr array at ``target_store``.
 
     Parameters
@@ -527,5 +647,6 @@ def rechunk(source: Any, target_chunks: Any, target_store: Any, max_mem: int | s
     >>> bool((job.execute()[:] == x).all())
     True
     """
-    return Rechunk(source, target_chunks, target_store, max_mem, temp_store, executor,
-                   target_options)
+    return Rechunk(
+        source, target_chunks, target_store, max_mem, temp_store, executor, target_options
+    )

@@ -73,6 +73,7 @@ exact cost summary. :meth:`GroupPlan.simulate` assigns groups to ``W`` workers
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -131,14 +132,23 @@ class Group:
         """The global output block of a block of the group's output sub-grid."""
         return tuple(int(i) + a for i, (a, _) in zip(local, self.out_blocks, strict=True))
 
-    def plan(self, dtype: Any, max_mem: int, layout: Any = "chunked", strategy: str = "auto") -> Plan:
+    def plan(
+        self, dtype: Any, max_mem: int, layout: Any = "chunked", strategy: str = "auto"
+    ) -> Plan:
         """The sequential plan of this group's sub-problem, in group coordinates.
 
         Plans are cached per process (sub-problems repeat across groups and jobs).
         """
         pair = (layout, layout) if isinstance(layout, str) else tuple(layout)
-        return _plan_cached(self.shape, self.in_chunks, self.out_chunks, np.dtype(dtype).str,
-                            int(max_mem), pair, strategy)
+        return _plan_cached(
+            self.shape,
+            self.in_chunks,
+            self.out_chunks,
+            np.dtype(dtype).str,
+            int(max_mem),
+            pair,
+            strategy,
+        )
 
 
 @dataclass(frozen=True)
@@ -195,7 +205,6 @@ class GroupPlan:
     @property
     def needs_intermediate(self) -> bool:
         return bool(self.seams)
-
 
     def plan_of(self, group: Group) -> Plan:
         """The sequential plan of ``group`` (made on first use, cached per sub-problem)."""
@@ -261,12 +270,20 @@ class GroupPlan:
         isz = self.dtype.itemsize
         for g in self.groups:
             c = self.plan_of(g).cost
-            yield dict(reads=c.read_runs, writes=c.write_runs,
-                       bytes=c.bytes_read + c.bytes_written, peak_mem=c.peak_mem)
+            yield dict(
+                reads=c.read_runs,
+                writes=c.write_runs,
+                bytes=c.bytes_read + c.bytes_written,
+                peak_mem=c.peak_mem,
+            )
         for b in self.batches:
             n = sum(_size(self.seams[i].region) for i in b) * isz
-            yield dict(reads=sum(len(self.seams[i].pieces) for i in b), writes=len(b),
-                       bytes=2 * n, peak_mem=self.batch_bytes(b))
+            yield dict(
+                reads=sum(len(self.seams[i].pieces) for i in b),
+                writes=len(b),
+                bytes=2 * n,
+                peak_mem=self.batch_bytes(b),
+            )
 
     def __repr__(self) -> str:
         return (
@@ -277,11 +294,18 @@ class GroupPlan:
 
 
 @lru_cache(maxsize=512)
-def _plan_cached(shape: tuple[int, ...], in_chunks: tuple[tuple[int, ...], ...],
-                 out_chunks: tuple[tuple[int, ...], ...], dtype: str, max_mem: int,
-                 layout: tuple[str, str], strategy: str) -> Plan:
-    return plan_resplit(shape, in_chunks, out_chunks, dtype, max_mem, strategy=strategy,
-                        layout=layout)
+def _plan_cached(
+    shape: tuple[int, ...],
+    in_chunks: tuple[tuple[int, ...], ...],
+    out_chunks: tuple[tuple[int, ...], ...],
+    dtype: str,
+    max_mem: int,
+    layout: tuple[str, str],
+    strategy: str,
+) -> Plan:
+    return plan_resplit(
+        shape, in_chunks, out_chunks, dtype, max_mem, strategy=strategy, layout=layout
+    )
 
 
 # -- cut selection -------------------------------------------------------------
@@ -292,23 +316,46 @@ def _size(region: Region) -> int:
 
 
 def _place_cuts(in_b: IntArray, out_b: IntArray, parts: int) -> tuple[int, ...]:
-    """Interior cut positions on one axis for ``parts`` parts (fewer if impossible)."""
+    """Interior cut positions on one axis for ``parts`` parts (fewer if impossible).
+
+    Cut ``j`` goes to the free clean cut nearest ``j R / parts`` if one lies within
+    half a part, otherwise to the free input boundary nearest it (ties: the lower).
+    Nearest-free searches bisect the sorted candidates: O(parts log n), not O(parts n).
+    """
     extent = int(in_b[-1])
-    candidates = [int(x) for x in in_b[1:-1]]
+    candidates: list[int] = np.asarray(in_b[1:-1], dtype=np.int64).tolist()
     if parts <= 1 or not candidates:
         return ()
-    clean = set(candidates) & {int(x) for x in out_b}
+    clean: list[int] = np.intersect1d(in_b[1:-1], out_b).astype(np.int64).tolist()
     half = extent / parts / 2
     chosen: set[int] = set()
     for j in range(1, parts):
-        ideal = j * extent / parts
-        free = [c for c in candidates if c not in chosen]
-        if not free:
+        if len(chosen) == len(candidates):
             break
-        near_clean = [c for c in free if c in clean and abs(c - ideal) <= half]
-        pool = near_clean or free
-        chosen.add(min(pool, key=lambda c: (abs(c - ideal), c)))
+        ideal = j * extent / parts
+        pick = _nearest_free(clean, ideal, chosen)
+        if pick is None or abs(pick - ideal) > half:
+            pick = _nearest_free(candidates, ideal, chosen)
+        assert pick is not None
+        chosen.add(pick)
     return tuple(sorted(chosen))
+
+
+def _nearest_free(values: Sequence[int], target: float, taken: set[int]) -> int | None:
+    """The element of sorted ``values`` not in ``taken`` nearest ``target`` (ties: lower)."""
+    i = bisect.bisect_left(values, target)
+    left, right = i - 1, i
+    while left >= 0 and values[left] in taken:
+        left -= 1
+    while right < len(values) and values[right] in taken:
+        right += 1
+    best: int | None = None
+    for k in (left, right):
+        if 0 <= k < len(values):
+            c = values[k]
+            if best is None or (abs(c - target), c) < (abs(best - target), best):
+                best = c
+    return best
 
 
 def _cut_outputs(out_b: IntArray, cuts: Sequence[int]) -> IntArray:
@@ -342,7 +389,7 @@ def _choose_cuts(in_grid: Grid, out_grid: Grid, wanted: int) -> tuple[tuple[int,
             trial = _place_cuts(in_grid.bounds[d], out_grid.bounds[d], parts[d] + 1)
             if len(trial) <= len(cuts[d]):
                 continue
-            new = [*cuts[:d], trial, *cuts[d + 1:]]
+            new = [*cuts[:d], trial, *cuts[d + 1 :]]
             gain = math.prod(len(c) + 1 for c in new)
             added = _seam_elems(out_grid, new) - seam
             score = (added / math.log(gain / count), -gain, d, added)
@@ -372,8 +419,9 @@ def _block_range(bounds: IntArray, lo: int, hi: int) -> tuple[int, int]:
 
 
 def _clipped_chunks(bounds: IntArray, lo: int, hi: int) -> tuple[int, ...]:
-    inner = [int(x) for x in bounds if lo < x < hi]
-    edges = [lo, *inner, hi]
+    i = int(np.searchsorted(bounds, lo, side="right"))
+    k = int(np.searchsorted(bounds, hi, side="left"))
+    edges = [lo, *(int(x) for x in bounds[i:k]), hi]
     return tuple(b - a for a, b in itertools.pairwise(edges))
 
 
@@ -382,33 +430,58 @@ def _make_groups(in_grid: Grid, out_grid: Grid, cuts: Sequence[Sequence[int]]) -
     groups = []
     for n, idx in enumerate(np.ndindex(*(len(p) for p in per_axis))):
         region = tuple(per_axis[d][i] for d, i in enumerate(idx))
-        groups.append(Group(
-            index=n,
-            region=region,
-            in_blocks=tuple(_block_range(b, lo, hi) for b, (lo, hi) in zip(in_grid.bounds, region, strict=True)),
-            out_blocks=tuple(_block_range(b, lo, hi) for b, (lo, hi) in zip(out_grid.bounds, region, strict=True)),
-            in_chunks=tuple(_clipped_chunks(b, lo, hi) for b, (lo, hi) in zip(in_grid.bounds, region, strict=True)),
-            out_chunks=tuple(_clipped_chunks(b, lo, hi) for b, (lo, hi) in zip(out_grid.bounds, region, strict=True)),
-        ))
+        groups.append(
+            Group(
+                index=n,
+                region=region,
+                in_blocks=tuple(
+                    _block_range(b, lo, hi)
+                    for b, (lo, hi) in zip(in_grid.bounds, region, strict=True)
+                ),
+                out_blocks=tuple(
+                    _block_range(b, lo, hi)
+                    for b, (lo, hi) in zip(out_grid.bounds, region, strict=True)
+                ),
+                in_chunks=tuple(
+                    _clipped_chunks(b, lo, hi)
+                    for b, (lo, hi) in zip(in_grid.bounds, region, strict=True)
+                ),
+                out_chunks=tuple(
+                    _clipped_chunks(b, lo, hi)
+                    for b, (lo, hi) in zip(out_grid.bounds, region, strict=True)
+                ),
+            )
+        )
     return groups
 
 
-def _make_seams(out_grid: Grid, cuts: Sequence[Sequence[int]], groups: Sequence[Group]) -> list[Seam]:
+def _make_seams(
+    out_grid: Grid, cuts: Sequence[Sequence[int]], groups: Sequence[Group]
+) -> list[Seam]:
+    """Every output block a non-clean cut crosses, with its pieces (group, region).
+
+    Per axis, each group's output blocks are listed once with their clipped extents
+    and whether a cut crosses them; a group's pieces are the product of those lists
+    (no per-block region arithmetic).
+    """
     masks = [_cut_outputs(b, c) for b, c in zip(out_grid.bounds, cuts, strict=True)]
+    bounds = [[int(x) for x in b] for b in out_grid.bounds]
     pieces: dict[BlockIndex, list[tuple[int, Region]]] = {}
     for g in groups:
-        ranges = [range(a, b) for a, b in g.out_blocks]
-        for idx in np.ndindex(*(len(r) for r in ranges)):
-            blk = tuple(r[i] for r, i in zip(ranges, idx, strict=True))
-            if any(m[i] for m, i in zip(masks, blk, strict=True)):
-                region = out_grid.block_region(blk)
-                piece = tuple((max(a, c), min(b, d)) for (a, b), (c, d) in zip(region, g.region, strict=True))
-                pieces.setdefault(blk, []).append((g.index, piece))
+        per_axis = [
+            [(j, (max(bd[j], lo), min(bd[j + 1], hi)), bool(m[j])) for j in range(a, b)]
+            for bd, m, (a, b), (lo, hi) in zip(bounds, masks, g.out_blocks, g.region, strict=True)
+        ]
+        for combo in itertools.product(*per_axis):
+            if any(cut for _, _, cut in combo):
+                blk = tuple(j for j, _, _ in combo)
+                pieces.setdefault(blk, []).append((g.index, tuple(r for _, r, _ in combo)))
     return [Seam(blk, out_grid.block_region(blk), tuple(p)) for blk, p in sorted(pieces.items())]
 
 
-def _make_batches(seams: Sequence[Seam], itemsize: int, max_mem: int,
-                  n_workers: int) -> list[tuple[int, ...]]:
+def _make_batches(
+    seams: Sequence[Seam], itemsize: int, max_mem: int, n_workers: int
+) -> list[tuple[int, ...]]:
     total = sum(_size(s.region) for s in seams) * itemsize
     max_mem = max(1, min(max_mem, -(-total // (2 * n_workers))))  # every worker gets some
     by_deps: dict[tuple[int, ...], list[int]] = {}
@@ -442,23 +515,52 @@ def _above_bound(plan: Plan) -> int:
 
 
 def _plan_groups_once(
-    in_grid: Grid, out_grid: Grid, dt: np.dtype[Any], mem: int, layout: tuple[str, str],
-    wanted: int, cache: dict[Any, Plan], n_workers: int,
+    in_grid: Grid,
+    out_grid: Grid,
+    dt: np.dtype[Any],
+    mem: int,
+    layout: tuple[str, str],
+    wanted: int,
+    cache: dict[Any, Plan],
 ) -> GroupPlan:
+    """A candidate grouping: cuts and groups, no seams yet (see :func:`_with_seams`)."""
     cuts = _choose_cuts(in_grid, out_grid, wanted)
     groups = _make_groups(in_grid, out_grid, cuts)
-    seams = _make_seams(out_grid, cuts, groups)
-    batches = _make_batches(seams, dt.itemsize, mem, n_workers)
-    return GroupPlan(in_grid, out_grid, dt, mem, layout, cuts,
-                     tuple(groups), tuple(seams), tuple(batches), cache)
+    return GroupPlan(in_grid, out_grid, dt, mem, layout, cuts, tuple(groups), (), (), cache)
+
+
+def _with_seams(gp: GroupPlan, n_workers: int) -> GroupPlan:
+    """The chosen grouping with its seams and finishing batches."""
+    seams = _make_seams(gp.out_grid, gp.cuts, gp.groups)
+    batches = _make_batches(seams, gp.dtype.itemsize, gp.max_mem, n_workers)
+    return GroupPlan(
+        gp.in_grid,
+        gp.out_grid,
+        gp.dtype,
+        gp.max_mem,
+        gp.layout,
+        gp.cuts,
+        gp.groups,
+        tuple(seams),
+        tuple(batches),
+        gp.plan_cache,
+    )
+
+
+def _seam_bytes(gp: GroupPlan) -> int:
+    """Seam bytes of a candidate, from its cuts (equal to ``seam_bytes`` once built)."""
+    return _seam_elems(gp.out_grid, gp.cuts) * gp.dtype.itemsize
 
 
 def _representatives(groups: Sequence[Group]) -> list[Group]:
     """The largest group and the group with the most blocks: the hardest to fit."""
+
     def nblocks(g: Group) -> int:
         return math.prod(len(c) for c in g.in_chunks) + math.prod(len(c) for c in g.out_chunks)
-    return list({g.index: g for g in (max(groups, key=lambda g: g.size),
-                                      max(groups, key=nblocks))}.values())
+
+    return list(
+        {g.index: g for g in (max(groups, key=lambda g: g.size), max(groups, key=nblocks))}.values()
+    )
 
 
 def plan_groups(
@@ -515,25 +617,27 @@ def plan_groups(
         raise InvalidChunksError(f"layout={layout!r} must be a layout name or a pair of them")
     pair = (str(layouts[0]), str(layouts[1]))
     cache: dict[Any, Plan] = {}
-    best = _plan_groups_once(in_grid, out_grid, dt, mem, pair, wanted, cache, n_workers)
+    best = _plan_groups_once(in_grid, out_grid, dt, mem, pair, wanted, cache)
     while len(best.groups) < in_grid.nblocks:
         rereads = _rereads(best)
         over = sum(_above_bound(best.plan_of(g)) for g in _representatives(best.groups))
         if not rereads and over == 0:
             break
-        finer = _plan_groups_once(in_grid, out_grid, dt, mem, pair, 2 * len(best.groups), cache,
-                                  n_workers)
+        finer = _plan_groups_once(in_grid, out_grid, dt, mem, pair, 2 * len(best.groups), cache)
         if len(finer.groups) <= len(best.groups):
             break
-        if not rereads and 2 * (finer.seam_bytes - best.seam_bytes) >= over:
+        if not rereads and 2 * (_seam_bytes(finer) - _seam_bytes(best)) >= over:
             break
         best = finer
-    return best
+    return _with_seams(best, n_workers)
 
 
 def _rereads(gp: GroupPlan) -> bool:
     """Whether some group's plan reads an input block more than once (largest first)."""
     for g in sorted(gp.groups, key=lambda g: -g.size):
-        if gp.plan_of(g).cost.bytes_read - gp.plan_of(g).cost.rmw_bytes > g.size * gp.dtype.itemsize:
+        if (
+            gp.plan_of(g).cost.bytes_read - gp.plan_of(g).cost.rmw_bytes
+            > g.size * gp.dtype.itemsize
+        ):
             return True
     return False

@@ -20,8 +20,16 @@ CASES = {
     3: ((19, 17, 13), (4, 5, 3), (5, 3, 4), (10, 6, 8), 3_000),
     4: ((7, 9, 6, 5), (2, 3, 4, 2), (3, 2, 5, 3), (6, 4, 5, 3), 2_500),
 }
-SOURCES = ["zarr3", "zarr3-sharded", "zarr2", "h5py-chunked", "h5py-contiguous", "dask",
-           "xarray-dataarray", "xarray-dataset"]
+SOURCES = [
+    "zarr3",
+    "zarr3-sharded",
+    "zarr2",
+    "h5py-chunked",
+    "h5py-contiguous",
+    "dask",
+    "xarray-dataarray",
+    "xarray-dataset",
+]
 FORMATS = ["v2", "v3", "v3-sharded"]
 EXECUTORS = ["synchronous", "threads", "cluster"]
 
@@ -47,8 +55,7 @@ def _source(kind, x, chunks, tmp_path, request):
     if kind == "xarray-dataarray":
         return xa, None
     other = xr.DataArray(arr[..., 0] * 2, dims=dims[:-1])
-    return xr.Dataset({"a": xa, "b": other},
-                      coords={dims[0]: np.arange(x.shape[0])}), None
+    return xr.Dataset({"a": xa, "b": other}, coords={dims[0]: np.arange(x.shape[0])}), None
 
 
 @pytest.fixture
@@ -71,8 +78,9 @@ def _combos():
         (s, f, e) for s in SOURCES for f in FORMATS for e in EXECUTORS
     ):
         marks = [pytest.mark.cluster] if ex == "cluster" else []
-        yield pytest.param(src, fmt, ex, 2 + i % 3, id=f"{src}-{fmt}-{ex}-{2 + i % 3}d",
-                           marks=marks)
+        yield pytest.param(
+            src, fmt, ex, 2 + i % 3, id=f"{src}-{fmt}-{ex}-{2 + i % 3}d", marks=marks
+        )
 
 
 @pytest.mark.parametrize(("kind", "fmt", "ex", "ndim"), list(_combos()))
@@ -87,8 +95,9 @@ def test_rechunk_matches_numpy(kind, fmt, ex, ndim, tmp_path, request):
     target = str(tmp_path / "out.zarr")
     is_ds = kind == "xarray-dataset"
     chunks = {f"d{i}": c for i, c in enumerate(out_c)} if kind.startswith("xarray") else out_c
-    job = rk.rechunk(src, chunks, target, mem, executor=_executor(ex, request),
-                     target_options=options)
+    job = rk.rechunk(
+        src, chunks, target, mem, executor=_executor(ex, request), target_options=options
+    )
     out = job.execute(progress=False)
     assert not os.path.exists(target + ".dask_io-tmp")
     if is_ds:

@@ -24,8 +24,11 @@ def _group_keys(src, job):
 
 def _done(job):
     a = job.arrays[0]
-    return {i for i in range(len(a.gp.groups)) if os.path.exists(os.path.join(
-        a.state, "groups", f"{i}.done"))}
+    return {
+        i
+        for i in range(len(a.gp.groups))
+        if os.path.exists(os.path.join(a.state, "groups", f"{i}.done"))
+    }
 
 
 @pytest.mark.parametrize("executor", ["synchronous", "cluster"])
@@ -62,9 +65,12 @@ def test_worker_killed_mid_job_finishes_byte_exact(tmp_path):
     log = str(tmp_path / "reads.log")
     src = counted_zarr(str(tmp_path / "src.zarr"), x, IN_CHUNKS, log, delay=0.05)
     # a cluster of its own: the shared one must stay healthy for other tests
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
         job = rk.rechunk(src, OUT_CHUNKS, str(tmp_path / "out.zarr"), MEM, executor=client)
         groups = _group_keys(src, job)
         result: dict[str, object] = {}

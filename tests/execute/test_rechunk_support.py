@@ -36,8 +36,12 @@ class CountingStore(WrapperStore):
         return await super().get(key, prototype, byte_range)
 
     def __getstate__(self):
-        return {"store": self._store, "log": self.log, "delay": self.delay,
-                "fail_key": self.fail_key}
+        return {
+            "store": self._store,
+            "log": self.log,
+            "delay": self.delay,
+            "fail_key": self.fail_key,
+        }
 
     def __setstate__(self, state):
         self.__init__(state["store"], state["log"], state["delay"], state["fail_key"])
@@ -56,8 +60,15 @@ def reads(log):
 
 def counted_zarr(path, data, chunks, log, zarr_format=3, shards=None, **kw):
     """Write ``data`` to a zarr array at ``path``; return it reopened through a CountingStore."""
-    arr = zarr.create_array(path, shape=data.shape, dtype=data.dtype, chunks=chunks,
-                            shards=shards, zarr_format=zarr_format, overwrite=True)
+    arr = zarr.create_array(
+        path,
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=chunks,
+        shards=shards,
+        zarr_format=zarr_format,
+        overwrite=True,
+    )
     arr[...] = data
     store = CountingStore(LocalStore(path, read_only=True), log, **kw)
     return zarr.open_array(store, mode="r", zarr_format=zarr_format)

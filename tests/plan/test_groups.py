@@ -52,7 +52,9 @@ def _check(gp, in_grid: Grid, out_grid: Grid):
         assert set(seam.groups) == ids
         cover = np.zeros([b - a for a, b in region], dtype=np.int64)
         for g, piece in seam.pieces:
-            psl = tuple(slice(a - r0, b - r0) for (a, b), (r0, _) in zip(piece, region, strict=True))
+            psl = tuple(
+                slice(a - r0, b - r0) for (a, b), (r0, _) in zip(piece, region, strict=True)
+            )
             cover[psl] += 1
             gsl = tuple(slice(a, b) for a, b in piece)
             assert (labels[gsl] == g).all()
@@ -70,7 +72,9 @@ def _check_subgrids(gp, out_grid: Grid):
         sub = Grid(g.shape, g.out_chunks)
         for local in sub.blocks():
             blk = g.local_out_block(local)
-            region = tuple((a + o, b + o) for (a, b), o in zip(sub.block_region(local), g.origin, strict=True))
+            region = tuple(
+                (a + o, b + o) for (a, b), o in zip(sub.block_region(local), g.origin, strict=True)
+            )
             whole = out_grid.block_region(blk)
             if blk in gp.seam_of_block:
                 assert (g.index, region) in gp.seams[gp.seam_of_block[blk]].pieces
