@@ -13,7 +13,9 @@ by dependencies only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -52,9 +54,59 @@ def read_buffer(reads: Sequence[tuple[ArrayHandle, Box, tuple[slice, ...]]],
     return buf
 
 
-def write_piece(buf: np.ndarray, handle: ArrayHandle, box: Box, local: tuple[slice, ...]) -> None:
-    """Write ``buf[local]`` into ``box`` of the target array."""
+WRITER_THREADS = 2
+_writer: ThreadPoolExecutor | None = None
+_writer_lock = threading.Lock()
+
+
+class PendingWrite:
+    """A raw write running on dask_io's writer threads.
+
+    Write tasks of raw targets hand their bytes to these threads and return at
+    once, so that Dask's worker threads go on copying and reading while the device
+    writes; the buffer's *done* task waits for every pending write (and raises its
+    error), so the memory bound and the completion of ``store`` are unchanged. A
+    pending write that has to travel to another process finishes first.
+    """
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Future[None]) -> None:
+        self.future = future
+
+    def wait(self) -> None:
+        self.future.result()
+
+    def __reduce__(self) -> tuple[Callable[[], None], tuple[()]]:
+        self.wait()
+        return (_written, ())
+
+
+def _written() -> None:
+    return None
+
+
+def _submit(fn: Callable[..., Any], *args: Any) -> PendingWrite:
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="dask_io-write")
+        return PendingWrite(_writer.submit(fn, *args))
+
+
+def _wait(args: Iterable[Any]) -> None:
+    for arg in args:
+        if isinstance(arg, PendingWrite):
+            arg.wait()
+
+
+def write_piece(buf: np.ndarray, handle: ArrayHandle, box: Box,
+                local: tuple[slice, ...]) -> PendingWrite | None:
+    """Write ``buf[local]`` into ``box`` of the target array (raw targets: in the background)."""
+    if handle.raw_target() is not None:
+        return _submit(handle.write, box, buf[local])
     handle.write(box, buf[local])
+    return None
 
 
 def keep_piece(buf: np.ndarray, local: tuple[slice, ...], region: Box) -> tuple[Box, np.ndarray]:
@@ -63,23 +115,25 @@ def keep_piece(buf: np.ndarray, local: tuple[slice, ...], region: Box) -> tuple[
 
 
 def write_kept(buf: np.ndarray, local: tuple[slice, ...], region: Box, block: Box,
-               handle: ArrayHandle, box: Box, *kept: tuple[Box, np.ndarray]) -> None:
+               handle: ArrayHandle, box: Box, *kept: tuple[Box, np.ndarray]) -> PendingWrite | None:
     """Assemble output ``block`` from its kept pieces and ``buf[local]``, write it whole.
 
-    Raw targets gather the pieces straight into the write, without the assembly.
+    Raw targets gather the pieces straight into the write, without the assembly, in
+    the background (:class:`PendingWrite`).
     """
-    if handle.write_pieces(box, block, [*kept, (region, buf[local])]):
-        return
+    if handle.raw_target() is not None:
+        return _submit(handle.write_pieces, box, block, [*kept, (region, buf[local])])
     shape = tuple(b - a for a, b in block)
     out = np.empty(shape, buf.dtype)
     for piece_region, data in (*kept, (region, buf[local])):
         out[_local(piece_region, block)] = data
     handle.write(box, out)
+    return None
 
 
 def done(*args: Any) -> None:
-    """A token: every task it depends on has run."""
-    return None
+    """A token: every task it depends on has run, and every write it started is done."""
+    _wait(args)
 
 
 def synced(paths: Sequence[str], *args: Any) -> None:
@@ -88,6 +142,7 @@ def synced(paths: Sequence[str], *args: Any) -> None:
     Writing back a buffer's output while the next buffer is read keeps the dirty
     page cache within about two buffers, instead of all of it being flushed at the end.
     """
+    _wait(args)
     sync_files(paths)
 
 

