@@ -44,7 +44,7 @@ from dask_io.plan.grid import Grid
 from dask_io.plan.groups import Group, GroupPlan, Seam
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.storage import direct
-from dask_io.storage.base import IOCounters, Pieces, gather, local_region, single_view
+from dask_io.storage.base import IOCounters, Pieces, gather, local_region
 
 STATE_DIR = ".dask_io-job"
 
@@ -219,19 +219,31 @@ def _read_into(fd: int, buf: npt.NDArray[np.uint8], size: int) -> int:
     return done
 
 
+WRITE_BEHIND_BYTES = 32 << 20  # piece bytes a group may have in flight
+PIECE_WRITERS = 2  # threads writing pieces (O_DIRECT writes wait on the device)
+
+
 class PieceStore:
     """The intermediate store: one ``.npy`` file per seam piece, written whole once.
 
-    A piece written in one access has a header padded to a page and its data written
-    with ``O_DIRECT`` (whole pages; the tail through the page cache); it is read back
-    with ``O_DIRECT`` by :func:`load_npy`. A piece written in parts (when a group's
-    plan cannot keep it) is assembled in a ``.partial`` memory map. Either is renamed
+    A piece written in one access has a header padded to a page, so its data starts
+    on a page boundary: header and data are gathered into one page-aligned array and
+    written by a background thread, whole pages with ``O_DIRECT`` and the tail through
+    the page cache, while the group goes on (at most :data:`WRITE_BEHIND_BYTES` in
+    flight; :meth:`commit` waits for the piece's write). Pieces are read back with
+    ``O_DIRECT`` by :func:`load_npy`. A piece written in parts (when a group's plan
+    cannot keep it) is assembled in a ``.partial`` memory map. Either is renamed
     into place on commit.
     """
 
     def __init__(self, root: str, dtype: Any) -> None:
         self.root, self.dtype = root, np.dtype(dtype)
         self.counters = IOCounters()
+        self._pool: Any = None
+        self._inflight: dict[tuple[BlockIndex, int], Any] = {}
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._made = False
 
     def _path(self, block: BlockIndex, group: int) -> str:
         return os.path.join(self.root, f"{_block_name(block)}-g{group}.npy")
@@ -240,12 +252,15 @@ class PieceStore:
         self, block: BlockIndex, group: int, piece: Region, region: Region, pieces: Pieces
     ) -> None:
         """Write ``region`` of the piece of seam ``block`` held by ``group``."""
-        os.makedirs(self.root, exist_ok=True)
+        if not self._made:
+            os.makedirs(self.root, exist_ok=True)
+            self._made = True
         shape = tuple(b - a for a, b in piece)
         path = self._path(block, group) + ".partial"
         if region == piece:  # the whole piece: one write
-            self._write_whole(path, shape, region, pieces)
+            self._write_whole((block, group), path, shape, region, pieces)
         else:
+            self._wait((block, group))
             mode = "r+" if os.path.exists(path) else "w+"
             mm = np.lib.format.open_memmap(path, mode=mode, dtype=self.dtype, shape=shape)
             gather(pieces, region, mm[local_region(region, [a for a, _ in piece])])
@@ -255,31 +270,66 @@ class PieceStore:
         self.counters.add(opens=1, runs=1, write_runs=1, bytes_written=n)
 
     def _write_whole(
-        self, path: str, shape: tuple[int, ...], region: Region, pieces: Pieces
+        self,
+        key: tuple[BlockIndex, int],
+        path: str,
+        shape: tuple[int, ...],
+        region: Region,
+        pieces: Pieces,
     ) -> None:
         nbytes = math.prod(shape) * self.dtype.itemsize
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        size = PIECE_HEADER + nbytes
+        buf = direct.aligned_empty(size)
+        buf[:PIECE_HEADER] = np.frombuffer(piece_header(shape, self.dtype), np.uint8)
+        gather(pieces, region, buf[PIECE_HEADER:].view(self.dtype).reshape(shape))
+        if nbytes < PIECE_DIRECT or size > WRITE_BEHIND_BYTES:
+            _write_file(path, buf, nbytes >= PIECE_DIRECT)
+            return
+        self._wait(key)
+        with self._cv:
+            while self._pending and self._pending + size > WRITE_BEHIND_BYTES:
+                self._cv.wait()
+            self._pending += size
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(PIECE_WRITERS, "dask_io-piece-writer")
+        self._inflight[key] = self._pool.submit(self._write_behind, path, buf)
+
+    def _write_behind(self, path: str, buf: npt.NDArray[np.uint8]) -> None:
         try:
-            os.pwrite(fd, piece_header(shape, self.dtype), 0)
-            dfd = direct.open_direct(path) if nbytes >= PIECE_DIRECT else None
-            try:
-                stream = direct.DirectStream(fd, dfd, PIECE_HEADER)
-                data = single_view(pieces, region)
-                if data is not None:
-                    stream.put(data)
-                else:
-                    _gather_rows(stream, pieces, region, shape, self.dtype)
-                stream.close()
-            finally:
-                if dfd is not None:
-                    os.close(dfd)
+            _write_file(path, buf, True)
         finally:
-            os.close(fd)
+            with self._cv:
+                self._pending -= buf.nbytes
+                self._cv.notify_all()
+
+    def _wait(self, key: tuple[BlockIndex, int]) -> None:
+        fut = self._inflight.pop(key, None)
+        if fut is not None:
+            fut.result()
+
+    def close(self) -> None:
+        """Wait for the writes in flight (raising the first error) and stop the writers."""
+        try:
+            for key in list(self._inflight):
+                self._wait(key)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def commit(self, block: BlockIndex, group: int) -> None:
-        """Rename the piece into place (no fsync: a piece outlives processes, not the machine)."""
+        """Rename the piece into place once written (no fsync: a piece outlives processes,
+        not the machine)."""
+        self._wait((block, group))
         path = self._path(block, group)
         os.replace(path + ".partial", path)
+
+    def remove(self, block: BlockIndex, group: int) -> None:
+        """Delete a piece once its seam is written (the folder goes at the end anyway)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._path(block, group))
 
     def read(self, block: BlockIndex, group: int) -> npt.NDArray[Any]:
         data = load_npy(self._path(block, group))
@@ -287,27 +337,32 @@ class PieceStore:
         return data
 
 
-def _gather_rows(
-    stream: direct.DirectStream,
-    pieces: Pieces,
-    region: Region,
-    shape: tuple[int, ...],
-    dtype: np.dtype[Any],
-) -> None:
-    """Gather ``region`` from ``pieces`` into ``stream`` in C order, rows at a time."""
-    row = math.prod(shape[1:]) * dtype.itemsize
-    per = stream.capacity // row if row else 0
-    if per == 0:  # one row exceeds the bounce buffer
-        whole = np.empty(shape, dtype)
-        gather(pieces, region, whole)
-        stream.put(whole)
-        return
-    for j0 in range(0, shape[0], per):
-        n = min(per, shape[0] - j0)
-        buf = stream.reserve(n * row).view(dtype).reshape((n, *shape[1:]))
-        lo = region[0][0] + j0
-        gather(pieces, ((lo, lo + n), *region[1:]), buf)
-        stream.commit(n * row)
+def _write_file(path: str, buf: npt.NDArray[np.uint8], use_direct: bool) -> None:
+    """Write ``buf`` (page-aligned) as the whole file ``path``: whole pages with
+    ``O_DIRECT`` when allowed, the rest through the page cache."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        dfd = direct.open_direct(path) if use_direct else None
+        head = 0
+        if dfd is not None:
+            head = buf.nbytes - buf.nbytes % direct.ALIGN
+            try:
+                _pwrite_all(dfd, buf[:head], 0)
+            finally:
+                os.close(dfd)
+        _pwrite_all(fd, buf[head:], head)
+    finally:
+        os.close(fd)
+
+
+def _pwrite_all(fd: int, data: npt.NDArray[np.uint8], pos: int) -> None:
+    view = memoryview(data)  # type: ignore[arg-type]
+    done = 0
+    while done < len(view):
+        n = os.pwrite(fd, view[done : done + (1 << 30)], pos + done)
+        if n <= 0:
+            raise OSError(f"short write at byte {pos + done}")
+        done += n
 
 
 class GroupSource:
@@ -390,6 +445,26 @@ class Job:
     state: str
     pieces_root: str
 
+    def __dask_tokenize__(self) -> Any:
+        """A cheap token: the job's state folder names it (and its plan's cuts).
+
+        Dask tokenizes every task's arguments when a graph is submitted; walking a
+        large :class:`GroupPlan` (hundreds of thousands of pieces for a 1 TiB plan)
+        once per task took seconds before the first task could start.
+        """
+        gp = self.gp
+        return (
+            "dask_io.Job",
+            self.state,
+            self.pieces_root,
+            gp.shape,
+            gp.dtype.str,
+            gp.cuts,
+            gp.in_grid.chunks,
+            gp.out_grid.chunks,
+            len(gp.seams),
+        )
+
     def group_marker(self, i: int) -> str:
         return os.path.join(self.state, "groups", f"{i}.done")
 
@@ -423,25 +498,48 @@ def run_group(job: Job, index: int, blocks: Sequence[npt.NDArray[Any]] = ()) -> 
     target = GroupTarget(job.gp, group, job.target, job.piece_store(), progress)
     plan = job.gp.plan_of(group)
     with reuse_freed_memory():
-        Executor(plan, GroupSource(source, group), target, skip=read_progress(progress)).run()
+        try:
+            Executor(plan, GroupSource(source, group), target, skip=read_progress(progress)).run()
+        finally:
+            target.pieces.close()
     _touch(marker)
     return group.size * job.gp.dtype.itemsize
 
 
+PIECE_READERS = 4  # threads reading pieces (O_DIRECT reads wait on the device)
+
+
 def finish_batch(job: Job, batch: Sequence[int], *deps: Any) -> int:
-    """Write the seams of ``batch`` whole from their pieces; return the bytes written."""
+    """Write the seams of ``batch`` whole from their pieces; return the bytes written.
+
+    The pieces of the next seam are read (by :data:`PIECE_READERS` threads) while the
+    current seam is written, so at most two seams are in memory. A seam's pieces
+    are deleted once it is marked done, so the intermediate store shrinks while the
+    job runs (and its removal is not left to the end).
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     pieces = job.piece_store()
+    todo = [j for j in batch if not os.path.exists(job.seam_marker(j))]
     total = 0
-    with reuse_freed_memory():
-        for j in batch:
-            if os.path.exists(job.seam_marker(j)):
-                continue
+
+    def submit(j: int) -> list[tuple[Region, Future[npt.NDArray[Any]]]]:
+        seam = job.gp.seams[j]
+        return [(region, pool.submit(pieces.read, seam.block, g)) for g, region in seam.pieces]
+
+    with reuse_freed_memory(), ThreadPoolExecutor(PIECE_READERS, "dask_io-pieces") as pool:
+        ahead = submit(todo[0]) if todo else []
+        for k, j in enumerate(todo):
+            current = ahead
+            ahead = submit(todo[k + 1]) if k + 1 < len(todo) else []
             seam: Seam = job.gp.seams[j]
-            parts = [(region, pieces.read(seam.block, g)) for g, region in seam.pieces]
+            parts = [(region, fut.result()) for region, fut in current]
             job.target.write(seam.block, seam.region, parts, None)
             _touch(job.seam_marker(j), durable=False)
             total += sum(d.nbytes for _, d in parts)
-            del parts
+            del parts, current
+            for g, _ in seam.pieces:  # no longer needed: the seam is marked done
+                pieces.remove(seam.block, g)
     return total
 
 
