@@ -3,11 +3,11 @@
 h5py reads a box of a contiguous dataset through HDF5's 64 KiB sieve buffer, and a
 strided memory selection row by row. When the data is one C-order array at a known
 byte offset (a contiguous, unfiltered HDF5 dataset in a plain file, a ``.npy`` file,
-a numpy memmap), a box is read here in exactly the runs the plan's cost model counts
-(:func:`dask_io.storage.rawio.run_layout`): ``os.preadv`` of each contiguous byte
-range, into the buffer itself when its memory is contiguous, else through a small
-staging array a batch of runs at a time. The calls release the GIL, so the reads of
-one buffer run on several threads (:func:`read_many`).
+a numpy memmap), a box is read here in exactly the runs the plan's cost model counts, by
+:func:`dask_io.storage.rawio.read_region`: ``os.preadv`` of each contiguous byte
+range, scattered straight into the rows of the buffer, or through a small staging
+array when rows are very short. The calls release the GIL, so the reads of one
+buffer run on several threads (:func:`read_many`).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 
 from dask_io.storage.base import IOCounters
-from dask_io.storage.rawio import RawArray, run_layout
+from dask_io.storage.rawio import RawArray, read_region, run_layout
 
 Box = tuple[tuple[int, int], ...]
-MAX_CALL = 1 << 30  # bytes per read call (Linux moves at most 2 GiB - 4 KiB at once)
 MIN_PART = 8 << 20  # a read is cut for threads into parts of at least this many bytes
 
 COUNTERS = IOCounters()  # what raw reads did in this process (runs, calls, bytes)
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+_LOCAL = threading.local()
 
 
 def read_threads() -> int:
@@ -96,58 +96,27 @@ def memmap_raw(arr: np.memmap) -> RawArray | None:
 # -- reading -------------------------------------------------------------------------------
 
 
-def _pread(fd: int, mem: np.ndarray, pos: int) -> int:
-    """Fill the C-contiguous ``mem`` from bytes ``[pos, pos + mem.nbytes)``; return calls."""
-    view = memoryview(mem.reshape(-1).view(np.uint8))
-    done = calls = 0
-    while done < len(view):
-        n = os.preadv(fd, [view[done : done + MAX_CALL]], pos + done)
-        calls += 1
-        if n <= 0:
-            raise OSError(f"unexpected end of file at byte {pos + done}")
-        done += n
-    return calls
-
-
-def _read_runs(fd: int, mem: np.ndarray, pos: int, step: int, staging: int) -> int:
-    """Read ``mem.shape[0]`` runs, run ``j`` at byte ``pos + j * step`` into ``mem[j]``."""
-    calls = 0
-    if mem[0].flags.c_contiguous:
-        for j in range(mem.shape[0]):
-            calls += _pread(fd, mem[j], pos + j * step)
-        return calls
-    run = mem[0].nbytes
-    if run > staging:  # one run is larger than the staging array: cut it in rows
-        for j in range(mem.shape[0]):
-            sub = mem[j]
-            calls += _read_runs(fd, sub, pos + j * step, sub[0].nbytes, staging)
-        return calls
-    k = max(1, staging // run)
-    tmp = np.empty((min(k, mem.shape[0]), *mem.shape[1:]), mem.dtype)
-    for j0 in range(0, mem.shape[0], k):
-        part = mem[j0 : j0 + k]
-        for j in range(part.shape[0]):
-            calls += _pread(fd, tmp[j], pos + (j0 + j) * step)
-        np.copyto(part, tmp[: part.shape[0]])
-    return calls
-
-
 def read_raw(raw: RawArray, box: Box, dest: np.ndarray, staging: int) -> None:
-    """Read ``box`` of ``raw`` into ``dest`` (an array of the box's shape, maybe strided)."""
-    lay = run_layout(raw, box)
+    """Read ``box`` of ``raw`` into ``dest`` (an array of the box's shape, maybe strided).
+
+    Through :func:`dask_io.storage.rawio.read_region`: rows of 64 bytes or more go
+    straight into ``dest`` with ``preadv``, shorter ones through this thread's staging
+    array of ``staging`` bytes.
+    """
+    scratch = IOCounters()
     fd = os.open(raw.path, os.O_RDONLY)
     try:
-        if lay.split == 0:
-            calls = _read_runs(fd, dest[np.newaxis], lay.start, 0, staging)
-        else:
-            calls = 0
-            outer = dest.shape[: lay.split - 1]
-            for idx in np.ndindex(*outer):
-                pos = lay.start + sum(i * s for i, s in zip(idx, lay.steps[:-1]))
-                calls += _read_runs(fd, dest[idx], pos, lay.steps[-1], staging)
+        read_region(raw, fd, box, dest, _staging(staging), scratch)
     finally:
         os.close(fd)
-    COUNTERS.add(opens=1, syscalls=calls, bytes_read=dest.nbytes)
+    COUNTERS.add(opens=1, syscalls=scratch.syscalls, bytes_read=dest.nbytes)
+
+
+def _staging(nbytes: int) -> np.ndarray:
+    buf = getattr(_LOCAL, "staging", None)
+    if buf is None or buf.nbytes != nbytes:
+        buf = _LOCAL.staging = np.empty(nbytes, np.uint8)
+    return buf
 
 
 def split_box(box: Box, parts: int) -> list[tuple[Box, tuple[slice, ...]]]:
