@@ -183,7 +183,7 @@ def _stream_chunk(
         _fill_padding(whole, extent, files.fill)
         gather(pieces, region, whole[tuple(slice(0, e) for e in extent)])
         return direct.write_array(fd, dfd, whole, 0)
-    inner = tuple(slice(0, e) for e in extent[1:])
+    inside = (slice(None), *(slice(0, e) for e in extent[1:]))
     for j0 in range(0, full[0], per):
         n = min(per, full[0] - j0)
         buf = stream.reserve(n * row).view(dtype).reshape((n, *full[1:]))
@@ -194,7 +194,7 @@ def _stream_chunk(
             sub = buf[:rows]
             _fill_padding(sub, (rows, *extent[1:]), files.fill)
             lo = region[0][0] + j0
-            gather(pieces, ((lo, lo + rows), *region[1:]), sub[(slice(None), *inner)])
+            gather(pieces, ((lo, lo + rows), *region[1:]), sub[inside])
         stream.commit(n * row)
     return stream.close()
 
@@ -224,7 +224,7 @@ class ZarrStore:
         self.completed: set[BlockIndex] = set()
         self.job: dict[str, Any] = {}
         self._arr: Any = None
-        self._files: ChunkFiles | None | bool = False  # False: not looked at yet
+        self._files: ChunkFiles | bool | None = False  # False: not looked at yet
         self._made: set[str] = set()
         self._touched: set[BlockIndex] = set()
         self._lock = threading.Lock()
