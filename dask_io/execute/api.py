@@ -24,6 +24,7 @@ from dask_io.errors import InvalidChunksError, StoreExistsError
 from dask_io.execute.executor import Executor
 from dask_io.plan import Plan, plan_resplit
 from dask_io.plan.grid import Grid, normalize_chunks
+from dask_io.plan.planner import fewer_copies
 from dask_io.plan.units import format_bytes, parse_bytes
 from dask_io.storage.base import IOCounters
 from dask_io.storage.blocks import BlockStore
@@ -151,24 +152,28 @@ def _choose_plan(
 ) -> tuple[Plan, bool]:
     """The plan, and whether a second buffer for read-ahead fits in ``max_mem``.
 
-    With ``prefetch=None`` (auto), for arrays of 64 MiB or more, a plan for 60 % of the
-    budget is also tried: it is taken when it costs no more seeks and leaves room for
-    the second buffer.
+    With ``prefetch=None`` (auto), for arrays of 64 MiB or more, plans for 60 % and 45 %
+    of the budget are also tried: it is taken when it leaves room for the second buffer and
+    costs no more seeks, or moves long runs anyway (:attr:`Cost.long_runs`).
     """
-    plan = plan_resplit(shape, in_chunks, out_chunks, dtype, max_mem, strategy, layout)
+    def make(budget: int) -> Plan:
+        made = plan_resplit(shape, in_chunks, out_chunks, dtype, budget, strategy, layout)
+        return fewer_copies(made) if strategy == "auto" else made
+
+    plan = make(max_mem)
     if prefetch is False:
         return plan, False
     if _prefetch_mem(plan) <= max_mem:
         return plan, True
     if prefetch is None and math.prod(shape) * plan.dtype.itemsize >= REPLAN_MIN_BYTES:
-        try:
-            small = plan_resplit(
-                shape, in_chunks, out_chunks, dtype, int(max_mem * 0.6), strategy, layout
-            )
-        except ValueError:
-            return plan, False
-        if _prefetch_mem(small) <= max_mem and small.cost.seeks <= plan.cost.seeks:
-            return small, True
+        for fraction in (0.6, 0.45):
+            try:
+                small = make(int(max_mem * fraction))
+            except ValueError:
+                break
+            cheap = small.cost.seeks <= plan.cost.seeks or small.cost.long_runs
+            if _prefetch_mem(small) <= max_mem and cheap:
+                return small, True
         return plan, False
     if prefetch is None:
         return plan, False

@@ -21,15 +21,13 @@ from dask_io.graph.layers import LayerViews, store_layer_atoms
 from dask_io.graph.recognize import Handles, find_atoms, find_sources, make_resolver
 from dask_io.graph.settings import Settings
 from dask_io.plan import Plan, plan_resplit
-from dask_io.plan.planner import without_keeping
+from dask_io.plan.planner import fewer_copies
 
 Key = Hashable
 PIPELINE_SLACK = 1.25  # a pipelined plan may cost this many times the seeks ...
 PIPELINE_EXTRA = 16  # ... plus this many (a few more opens and runs are cheap)
-# ... or any number, when its runs average at least this many bytes: a seek then
-# costs well under a tenth of moving its run (~0.1 ms against >= 1 ms at 1 GB/s),
-# so the overlap of reads and writes is worth more than the seeks saved.
-PIPELINE_LARGE_RUN = 1 << 20
+# ... or any number when its runs are long (Cost.long_runs): the overlap of reads and
+# writes is then worth more than the seeks saved.
 
 
 def stored(*after: Any) -> None:
@@ -119,18 +117,13 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
     memory runs two buffers at once (the reads of one overlap the writes of the
     other) when it costs at most :data:`PIPELINE_SLACK` times the seeks of the plan
     within all of it plus :data:`PIPELINE_EXTRA`, or when its runs are so large
-    (:data:`PIPELINE_LARGE_RUN` on average) that seeks hardly count; buffers of
+    (:attr:`~dask_io.plan.cost.Cost.long_runs`) that seeks hardly count; buffers of
     about a quarter of the array are tried first.
     """
     def plan(max_mem: int) -> Plan:
         best = plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
                             max_mem, settings.strategy, job.layout)
-        if settings.strategy != "auto" or not best.cost.kept_peak:
-            return best
-        # keeping costs a copy of each kept piece and of its gathering; when the
-        # same buffers keeping nothing move long runs anyway, the extra seeks are cheaper
-        plain = without_keeping(best)
-        return plain if _large_runs(plain) else best
+        return fewer_copies(best) if settings.strategy == "auto" else best
 
     try:
         full = plan(settings.max_mem)
@@ -155,13 +148,7 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
 def _cheap_enough(candidate: Plan, full: Plan) -> bool:
     if candidate.cost.seeks <= PIPELINE_SLACK * full.cost.seeks + PIPELINE_EXTRA:
         return True
-    return _large_runs(candidate)
-
-
-def _large_runs(plan: Plan) -> bool:
-    """Whether ``plan``'s runs average :data:`PIPELINE_LARGE_RUN` bytes or more."""
-    cost = plan.cost
-    return cost.bytes_read + cost.bytes_written >= PIPELINE_LARGE_RUN * max(cost.runs, 1)
+    return candidate.cost.long_runs
 
 
 def _cluster_reads(graph: _Graph, keys: Sequence[Key], sources: dict[str, Any],

@@ -309,6 +309,19 @@ def without_keeping(plan: Plan) -> Plan:
     return out
 
 
+def fewer_copies(plan: Plan) -> Plan:
+    """``plan``, or its buffers keeping nothing when their runs are long anyway.
+
+    Keeping costs a copy of every kept piece and of its gathering; when the same
+    buffers without keeping still move long runs (:attr:`Cost.long_runs`), the
+    seeks they add cost less than those copies.
+    """
+    if not plan.cost.kept_peak:
+        return plan
+    plain = without_keeping(plan)
+    return plain if plain.cost.long_runs else plan
+
+
 def _keep_simulator(pb: _Problem, bounds: st.Bounds, order: tuple[int, ...]) -> WriteSimulator:
     cap = pb.avail - st.buffer_elems(bounds)
     pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.out_grid.bounds)]
