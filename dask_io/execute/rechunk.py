@@ -284,14 +284,15 @@ class ArrayJob:
 
 
 def _finalize(target: ZarrStore) -> None:
-    """Drop the progress files, fsync every file (in parallel: fsync releases the GIL),
-    and move the array into place."""
+    """Drop the progress files and the temporary chunk files of killed writers, fsync
+    every file (in parallel: fsync releases the GIL), and move the array into place."""
     from concurrent.futures import ThreadPoolExecutor
 
     work = target.work_path
     for name in (PROGRESS, JOURNAL):
         if os.path.exists(os.path.join(work, name)):
             os.remove(os.path.join(work, name))
+    target.discard_partial()
     files = [os.path.join(root, n) for root, _, names in os.walk(work) for n in names]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(fsync_path, files))

@@ -169,3 +169,34 @@ def test_write_behind_error_reaches_commit(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="injected"):
         store.close()
     assert store._pool is None
+
+
+def test_stray_chunk_temp_files_are_not_moved_into_place(tmp_path, monkeypatch):
+    """A writer killed between creating a chunk's temporary file and renaming it leaves
+    the file behind; the finished array must not contain it."""
+    import zarr
+
+    import dask_io.execute.rechunk as rk
+    from dask_io.storage import zarr_store as zs
+
+    x = np.arange(12 * 10, dtype="u2").reshape(12, 10)
+    out = str(tmp_path / "out.zarr")
+    real = zs.write_chunk
+    left: list[str] = []
+
+    def leave_a_stray(files, block, region, pieces, made):
+        calls = real(files, block, region, pieces, made)
+        if not left:  # as if an earlier attempt of this chunk had been killed
+            left.append(files.path(block) + f".999-1{zs.TMP_SUFFIX}")
+            with open(left[0], "wb") as f:
+                f.write(b"partial")
+        return calls
+
+    monkeypatch.setattr(zs, "write_chunk", leave_a_stray)
+    job = rk.rechunk(x, (5, 4), out, "1MiB", executor="synchronous")
+    got = job.execute(progress=False)
+    np.testing.assert_array_equal(got[...], x)
+    assert left and not os.path.exists(left[0])
+    names = [n for _, _, ns in os.walk(out) for n in ns]
+    assert not [n for n in names if zs.TMP_SUFFIX in n], names
+    np.testing.assert_array_equal(zarr.open_array(out, mode="r")[...], x)
