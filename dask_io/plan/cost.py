@@ -46,8 +46,10 @@ class Cost:
 
         A seek costs about 0.1 ms on SSDs and virtual disks, moving 1 MiB about 1 ms
         at 1 GB/s: past this size, fewer copies or more overlap are worth more than
-        the seeks a plan saves.
+        the seeks a plan saves. Never true for a plan with read-modify-writes.
         """
+        if self.rmw_bytes:  # read-modify-writes move extra bytes: not just seeks
+            return False
         return self.bytes_read + self.bytes_written >= LONG_RUN_BYTES * max(self.runs, 1)
 
     @property

@@ -316,8 +316,8 @@ def fewer_copies(plan: Plan) -> Plan:
     buffers without keeping still move long runs (:attr:`Cost.long_runs`), the
     seeks they add cost less than those copies.
     """
-    if not plan.cost.kept_peak:
-        return plan
+    if not plan.cost.kept_peak or plan.layout[1] != "contiguous":
+        return plan  # a chunked target written in parts would be read-modified-written
     plain = without_keeping(plan)
     return plain if plain.cost.long_runs else plan
 

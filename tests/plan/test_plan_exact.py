@@ -186,3 +186,17 @@ def test_without_keeping_same_buffers_nothing_kept(shape, in_chunks, out_chunks,
     assert plain.cost.write_runs >= plan.cost.write_runs
     assert not any(isinstance(op, (Keep, WriteKept)) for op in plain.operations())
     replayed(plain, shape, in_chunks, out_chunks)  # every element written once, right values
+
+
+def test_fewer_copies_never_splits_chunks_of_a_chunked_target() -> None:
+    from dask_io.plan.planner import fewer_copies, without_keeping
+
+    args = ((240, 200, 160), (60, 50, 40), (50, 60, 70), "uint16")
+    chunked = plan_resplit(*args, 2_000_000, "keep", ("chunked", "chunked"))
+    assert chunked.cost.kept_peak
+    assert fewer_copies(chunked) is chunked
+    plain = without_keeping(chunked)
+    assert plain.cost.rmw_bytes > 0 and not plain.cost.long_runs
+    contiguous = plan_resplit(*args, 2_000_000, "keep")
+    chosen = fewer_copies(contiguous)
+    assert chosen is contiguous or (chosen.cost.long_runs and not chosen.cost.kept_peak)
