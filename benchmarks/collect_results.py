@@ -21,19 +21,19 @@ medians and ratios to a baseline measured in the same run). Each section names t
 command that produced it; `python benchmarks/collect_results.py` rebuilds this page from
 `benchmarks/results/*.md`. The protocol is the project's BENCHMARKING.md.
 
-## Targets at a glance (2026-11-23)
+## Targets at a glance (2026-11-23, second stop)
 
 | issue | target | result |
 |---|---|---|
 | 2 plan | 1 TiB case planned in < 5 s | 1.43 s, 1.000× lower bound: met |
 | 2 plan | auto ≤ 1.25× lower bound, 3500³ 350³→500³ / 175³→250³ at 4 GiB | 1.328× missed / 1.049× met |
 | 2 plan | ≥ 1000× fewer runs than naive on the 3500³ cases | 34,777× – 399,457×: met |
-| 3 resplit | keep/auto within 1.5× of `cp`, 2 GiB mismatched resplit, cold | auto 1.25× met; keep (same plan, noise) 1.79× |
-| 3 resplit | ≥ 2× faster than plain Dask on it | auto 2.25× met; keep 1.57× |
+| 3 resplit | keep/auto within 1.5× of `cp`, 2 GiB mismatched resplit, cold | auto 1.55× (earlier run 1.25×; `cp` itself 2.4 s vs 4.0 s); keep 1.75× |
+| 3 resplit | ≥ 2× faster than plain Dask on it | auto 2.2× met (split 2.1×, merge 2.8×) |
 | 3 resplit | peak RSS ≤ max_mem + 200 MiB; every source byte read once | met; met |
-| 3 resplit | Zarr → Zarr | 8.9× cp, slower than Dask and rechunker: missed |
+| 3 resplit | Zarr → Zarr | 4.6 s: 3.4× faster than Dask, 2.6× than rechunker (was slower than both) |
 | 4 optimize | `optimize()` < 1 s on 100k tasks | 0.19 s on 121k: met |
-| 4 optimize | ≥ 2× faster on split and resplit, never slower | split 2.50× met; resplit 1.56× missed (plain Dask already 1.63× `cp`); merge 1.85×; never slower: met |
+| 4 optimize | ≥ 2× faster on split and resplit, never slower | split 2.29× met; resplit 1.72× missed; merge 2.39×; never slower: met |
 | 5 distributed | faster than every other method (1024³, cold, medians of 3) | met: mismatched 3.9 s vs 12.9–21.3 s (1.43× cp); pancake 10.7 s vs 18.0–27.9 s (3.2× cp) |
 | 5 distributed | source chunks read once; worker RSS ≤ max_mem + 200 MiB | met; met (668 / 373 MiB ≤ 712 MiB) |
 | 5 distributed | 1 TiB planning-only simulation, 64 workers | pancake plans in 3.0 s (was > 5 min), mismatched 1.3 s |
