@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from _measure import drop_caches  # this folder, on sys.path when run as a script
 from zarr.storage import LocalStore, WrapperStore
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,17 +54,6 @@ def proc_io() -> dict[str, int]:
     with open("/proc/self/io") as f:
         pairs = (line.split(": ") for line in f.read().splitlines() if line)
         return {k: int(v) for k, v in pairs if k in IO_KEYS}
-
-
-def drop_caches() -> bool:
-    """sync, then drop the page cache (root only); whether it was dropped."""
-    subprocess.run(["sync"], check=True)
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def outputs(data: str, method: str) -> list[str]:

@@ -26,6 +26,7 @@ import sys
 import time
 
 import numpy as np
+from _measure import drop_caches  # this folder, on sys.path when run as a script
 
 WORKLOADS = ("split", "merge", "resplit")
 MODES = ("cp", "cat", "off", "on")
@@ -178,16 +179,6 @@ def _proc_io() -> dict:
             out[k.strip()] = int(v)
     return {"syscr": out["syscr"], "syscw": out["syscw"], "read_bytes": out["read_bytes"],
             "write_bytes": out["write_bytes"]}
-
-
-def drop_caches() -> bool:
-    try:
-        os.sync()
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def time_optimize() -> dict:

@@ -45,6 +45,7 @@ from dask_io.plan.groups import Group, GroupPlan, Seam
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.storage import direct
 from dask_io.storage.base import IOCounters, Pieces, gather, local_region
+from dask_io.storage.files import parse_npy_header
 
 STATE_DIR = ".dask_io-job"
 
@@ -195,13 +196,7 @@ def load_npy(path: str) -> npt.NDArray[Any]:
         os.close(fd)
     if done < size:
         raise OSError(f"{path!r}: read {done} of {size} bytes")
-    head = io.BytesIO(buf[: min(size, 1 << 16)].tobytes())
-    version = np.lib.format.read_magic(head)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
-    offset = head.tell()
+    shape, fortran, dtype, offset = parse_npy_header(io.BytesIO(buf[: min(size, 1 << 16)].tobytes()))
     n = math.prod(shape) * dtype.itemsize
     if fortran or offset + n > size:
         raise OSError(f"{path!r} is not a C-order .npy file of {size} bytes")

@@ -29,16 +29,21 @@ def npy_header(shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
     return buf.getvalue()
 
 
+def parse_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+    """``(shape, fortran_order, dtype, data offset)`` of the ``.npy`` header at the start of ``f``."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    return tuple(shape), bool(fortran), np.dtype(dtype), f.tell()
+
+
 def read_npy_header(path: str) -> RawArray:
     """Parse the header of the ``.npy`` file at ``path``: where its data is and what it is."""
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            offset = f.tell()
+            shape, fortran, dtype, offset = parse_npy_header(f)
     except FileNotFoundError:
         raise StoreNotFoundError(f"{path!r} does not exist") from None
     except (OSError, ValueError) as e:
