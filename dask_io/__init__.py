@@ -31,6 +31,8 @@ _LAZY = {
     "StoreExistsError": "dask_io.errors",
     "StoreMismatchError": "dask_io.errors",
     "QueryPlanningWarning": "dask_io.errors",
+    "ExcessiveIOWarning": "dask_io.errors",
+    "Machine": "dask_io.plan",
     "SketchError": "dask_io.errors",
     "IncompatibleSketchError": "dask_io.errors",
 }

@@ -10,10 +10,13 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from typing import Any
 
-from dask_io.errors import DaskIOError
+from dask_io.errors import DaskIOError, DaskIOWarning
 from dask_io.plan import STRATEGIES, Plan, format_bytes, plan_resplit
+from dask_io.plan.planner import OBJECTIVES
+from dask_io.plan.timing import current_machine
 
 COLUMNS = ("opens", "runs", "seeks", "bytes_read", "bytes_written", "peak_mem", "n_buffers")
 
@@ -33,14 +36,15 @@ def _plan_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Plan]:
     in_chunks = _ints(args.in_chunks, "--in-chunks")
     out_chunks = _ints(args.out_chunks, "--out-chunks")
     layout = args.layout
+    objective = getattr(args, "objective", "seconds")
     chosen = plan_resplit(shape, in_chunks, out_chunks, args.dtype, args.max_mem, args.strategy,
-                          layout)
+                          layout, objective=objective)
     rows = []
     for name in STRATEGIES:
         start = time.perf_counter()
         try:
             plan: Plan | str = plan_resplit(shape, in_chunks, out_chunks, args.dtype,
-                                            args.max_mem, name, layout)
+                                            args.max_mem, name, layout, objective=objective)
         except DaskIOError as e:
             plan = str(e)
         elapsed = time.perf_counter() - start
@@ -50,6 +54,7 @@ def _plan_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Plan]:
         else:
             row.update({k: v for k, v in plan.cost.to_dict().items() if k in COLUMNS})
             row["n_buffers"] = plan.n_buffers
+            row["seconds"] = round(plan.seconds, 4)
             row["buffer_shape"] = list(plan.buffer_shape)
             row["chosen"] = plan.strategy == chosen.strategy
         rows.append(row)
@@ -68,6 +73,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             "max_mem": chosen.max_mem,
             "lower_bound": {"runs": lower, "opens": lower, "seeks": 2 * lower},
             "chosen": chosen.strategy,
+            "objective": chosen_objective(args),
+            "machine": (chosen.machine or current_machine()).to_dict(),
             "strategies": rows,
         }
         print(json.dumps(out, indent=2))
@@ -78,7 +85,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
           f"{chosen.out_grid.nblocks} output blocks {chosen.out_grid.block_shape}; "
           f"max_mem {format_bytes(chosen.max_mem)}")
     header = (f"  {'strategy':<10} {'opens':>10} {'runs':>14} {'seeks':>14} {'x lower':>9} "
-              f"{'read':>10} {'written':>10} {'peak mem':>10} {'buffers':>8} {'plan s':>7}  buffer")
+              f"{'read':>10} {'written':>10} {'peak mem':>10} {'buffers':>8} {'pred s':>9} "
+              f"{'plan s':>7}  buffer")
     print(header)
     print(f"  {'lower':<10} {lower:>10,} {lower:>14,} {2 * lower:>14,} {1:>9.2f}")
     for r in rows:
@@ -89,10 +97,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"{mark} {r['strategy']:<10} {r['opens']:>10,} {r['runs']:>14,} {r['seeks']:>14,} "
               f"{r['seeks'] / (2 * lower):>9.2f} {format_bytes(r['bytes_read']):>10} "
               f"{format_bytes(r['bytes_written']):>10} {format_bytes(r['peak_mem']):>10} "
-              f"{r['n_buffers']:>8,} {r['planning_time']:>7.2f}  {tuple(r['buffer_shape'])}")
-    print(f"* chosen by strategy={args.strategy!r}: {chosen.strategy}, buffer "
-          f"{chosen.buffer_shape}, order {chosen.order}")
+              f"{r['n_buffers']:>8,} {r['seconds']:>9.3g} {r['planning_time']:>7.2f}  "
+              f"{tuple(r['buffer_shape'])}")
+    machine = chosen.machine or current_machine()
+    print(f"* chosen by strategy={args.strategy!r} ({chosen_objective(args)}): "
+          f"{chosen.strategy}, buffer {chosen.buffer_shape}, order {chosen.order}; "
+          f"pred s: predicted seconds on the {machine.source} machine")
     return 0
+
+
+def chosen_objective(args: argparse.Namespace) -> str:
+    objective = getattr(args, "objective", "seconds")
+    return "fewest predicted seconds" if objective == "seconds" else "fewest seeks"
 
 
 def _nbytes(plan: Plan) -> int:
@@ -116,7 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="auto", choices=[*STRATEGIES, "auto"])
     p.add_argument("--layout", default="contiguous", choices=["contiguous", "chunked"])
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--objective", default="seconds", choices=list(OBJECTIVES),
+                   help="what auto minimises: predicted seconds (default) or seeks")
     p.set_defaults(func=_cmd_plan)
+    try:
+        from dask_io import calibrate
+    except ImportError:  # pragma: no cover - calibrate needs the full install
+        return parser
+    calibrate.add_parser(sub)
     try:
         from dask_io import _cli_run
     except ImportError:  # pragma: no cover - the run commands need the full install
@@ -129,10 +152,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", DaskIOWarning)
+            _print_dask_io_warnings(args.command)
+            return int(args.func(args))
     except DaskIOError as e:
         print(f"dask-io {args.command}: error: {e}", file=sys.stderr)
         return 2
+
+
+def _print_dask_io_warnings(command: str) -> None:
+    """Print dask_io's warnings as one line each on stderr the moment they are emitted
+    (before the job moves a byte), other warnings as Python would."""
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
+        if issubclass(category, DaskIOWarning):
+            sys.stdout.flush()
+            print(f"dask-io {command}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            shown(message, category, *rest, **kwargs)
+
+    warnings.showwarning = show  # catch_warnings restores it on exit
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "DaskIOError",
     "DaskIOWarning",
+    "ExcessiveIOWarning",
     "IncompatibleSketchError",
     "InsufficientMemoryError",
     "InvalidChunksError",
@@ -59,3 +60,10 @@ class DaskIOWarning(UserWarning):
 
 class QueryPlanningWarning(DaskIOWarning):
     """Dask's array query planning is on, so no ``array_optimize`` hook runs."""
+
+
+class ExcessiveIOWarning(DaskIOWarning):
+    """The memory budget forces a plan of more than 100 times the lower bound in seeks.
+
+    The message names the budget that would bring the plan within 2x of it.
+    """

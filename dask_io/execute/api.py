@@ -24,7 +24,7 @@ from dask_io.errors import InvalidChunksError, StoreExistsError
 from dask_io.execute.executor import Executor
 from dask_io.plan import Plan, plan_resplit
 from dask_io.plan.grid import Grid, normalize_chunks
-from dask_io.plan.planner import fewer_copies
+from dask_io.plan.planner import faster_pipelined
 from dask_io.plan.units import format_bytes, parse_bytes
 from dask_io.storage.base import IOCounters
 from dask_io.storage.blocks import BlockStore
@@ -153,14 +153,14 @@ def _choose_plan(
     """The plan, and whether a second buffer for read-ahead fits in ``max_mem``.
 
     With ``prefetch=None`` (auto), for arrays of 64 MiB or more, plans for 60 % and 45 %
-    of the budget are also tried: it is taken when it leaves room for the second buffer and
-    costs no more seeks, or moves long runs anyway (:attr:`Cost.long_runs`).
+    of the budget are also tried: one is taken when it leaves room for the second buffer
+    and, reads overlapping writes, is predicted faster (:func:`faster_pipelined`).
     """
-    def make(budget: int) -> Plan:
-        made = plan_resplit(shape, in_chunks, out_chunks, dtype, budget, strategy, layout)
-        return fewer_copies(made) if strategy == "auto" else made
+    def make(budget: int, warn: bool = False) -> Plan:
+        return plan_resplit(shape, in_chunks, out_chunks, dtype, budget, strategy, layout,
+                            warn=warn)
 
-    plan = make(max_mem)
+    plan = make(max_mem, warn=True)
     if prefetch is False:
         return plan, False
     if _prefetch_mem(plan) <= max_mem:
@@ -171,8 +171,7 @@ def _choose_plan(
                 small = make(int(max_mem * fraction))
             except ValueError:
                 break
-            cheap = small.cost.seeks <= plan.cost.seeks or small.cost.long_runs
-            if _prefetch_mem(small) <= max_mem and cheap:
+            if _prefetch_mem(small) <= max_mem and faster_pipelined(small, plan):
                 return small, True
         return plan, False
     if prefetch is None:

@@ -21,13 +21,9 @@ from dask_io.graph.layers import LayerViews, store_layer_atoms
 from dask_io.graph.recognize import Handles, find_atoms, find_sources, make_resolver
 from dask_io.graph.settings import Settings
 from dask_io.plan import Plan, plan_resplit
-from dask_io.plan.planner import fewer_copies
+from dask_io.plan.planner import faster_pipelined
 
 Key = Hashable
-PIPELINE_SLACK = 1.25  # a pipelined plan may cost this many times the seeks ...
-PIPELINE_EXTRA = 16  # ... plus this many (a few more opens and runs are cheap)
-# ... or any number when its runs are long (Cost.long_runs): the overlap of reads and
-# writes is then worth more than the seeks saved.
 
 
 def stored(*after: Any) -> None:
@@ -115,18 +111,16 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
 
     With ``dask_io.pipeline`` on and contiguous targets, a plan within half the
     memory runs two buffers at once (the reads of one overlap the writes of the
-    other) when it costs at most :data:`PIPELINE_SLACK` times the seeks of the plan
-    within all of it plus :data:`PIPELINE_EXTRA`, or when its runs are so large
-    (:attr:`~dask_io.plan.cost.Cost.long_runs`) that seeks hardly count; buffers of
-    about a quarter of the array are tried first.
+    other) when that is predicted faster (:func:`~dask_io.plan.planner.faster_pipelined`,
+    the rule every executor uses); buffers of about a quarter of the array are
+    tried first.
     """
-    def plan(max_mem: int) -> Plan:
-        best = plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
-                            max_mem, settings.strategy, job.layout)
-        return fewer_copies(best) if settings.strategy == "auto" else best
+    def plan(max_mem: int, warn: bool = False) -> Plan:
+        return plan_resplit(job.shape, job.in_chunks, job.out_chunks, job.dtype,
+                            max_mem, settings.strategy, job.layout, warn=warn)
 
     try:
-        full = plan(settings.max_mem)
+        full = plan(settings.max_mem, warn=True)
     except InsufficientMemoryError:
         return None
     if not settings.pipeline or job.layout[1] != "contiguous":
@@ -140,15 +134,9 @@ def choose_plan(job: Job, settings: Settings) -> tuple[Plan, int] | None:
             candidate = plan(budget)
         except InsufficientMemoryError:
             continue
-        if _cheap_enough(candidate, full):
+        if faster_pipelined(candidate, full):
             return candidate, 2
     return full, 1
-
-
-def _cheap_enough(candidate: Plan, full: Plan) -> bool:
-    if candidate.cost.seeks <= PIPELINE_SLACK * full.cost.seeks + PIPELINE_EXTRA:
-        return True
-    return candidate.cost.long_runs
 
 
 def _cluster_reads(graph: _Graph, keys: Sequence[Key], sources: dict[str, Any],

@@ -19,6 +19,7 @@ class Cost:
     (``read_runs + write_runs``, read-modify-write reads of chunked stores
     included), ``seeks = opens + runs`` as in the paper. ``peak_mem`` is the
     buffer plus the most kept data alive at once plus the staging array.
+    ``kept_bytes`` is all the data ever kept: what keeping costs in copies.
     """
 
     opens: int
@@ -31,6 +32,8 @@ class Cost:
     staging_bytes: int
     rmw_bytes: int = 0
     n_buffers: int = field(default=0, compare=False)
+    kept_bytes: int = 0  # bytes ever kept (each copied in, then gathered into its write)
+    read_opens: int = 0  # the opens of the reads (the rest are the writes')
 
     @property
     def runs(self) -> int:

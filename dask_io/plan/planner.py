@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from dask_io.errors import InsufficientMemoryError, InvalidChunksError
+from dask_io.errors import ExcessiveIOWarning, InsufficientMemoryError, InvalidChunksError
+from dask_io.plan import search
 from dask_io.plan import strategies as st
 from dask_io.plan.axes import AxisPairs
 from dask_io.plan.cost import Cost, side_cost
@@ -27,11 +29,21 @@ from dask_io.plan.ops import (
     WriteKept,
 )
 from dask_io.plan.simulate import KEEP, WRITE_KEPT, WRITE_WHOLE, BufferDecision, WriteSimulator
+from dask_io.plan.timing import Machine, Timing, current_machine, pipelined, predict
 from dask_io.plan.units import format_bytes, parse_bytes
 
 STRATEGIES = ("naive", "clustered", "multiple", "keep")
 LAYOUTS = ("contiguous", "chunked")
+OBJECTIVES = ("seconds", "seeks")
 STAGING_LIMIT = 16 * 2**20
+EXCESSIVE_RATIO = 100  # warn when the best plan costs more seeks than this times the bound
+KEEP_FINALISTS = 8  # keep plans refined with every keep threshold
+KEEP_SLACK = 4.0  # ... among those within this many times the best seeks at first sight
+KEEP_STEPS = 12000  # buffers simulated before the keep search narrows to the paper's rules
+KEEP_BUDGET = 20000  # ... and before it stops (about 0.1-0.2 ms per buffer simulated)
+BOX_EXTRAS = 6  # best box-search partitions keeping nothing, costed exactly
+BOX_KEEP_TRIALS = 64  # box partitions simulated with keeping, at most
+BOX_KEEP_STEPS = 4000  # ... and buffers simulated in all (planning time is about linear in it)
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +69,17 @@ class Plan:
     min_priority: float = 0.0  # blocks saving fewer seeks per element are never kept
     planning_time: float = 0.0
     alternatives: dict[str, Plan | str] = field(default_factory=dict, repr=False)
+    machine: Machine | None = field(default=None, repr=False)
+
+    @property
+    def timing(self) -> Timing:
+        """Predicted seconds by what they are spent on (:mod:`dask_io.plan.timing`)."""
+        return predict(self.cost, self.layout, self.machine)
+
+    @property
+    def seconds(self) -> float:
+        """Predicted wall seconds of the plan on the calibrated (or default) machine."""
+        return self.timing.seconds
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -92,7 +115,7 @@ class Plan:
         return (
             f"<Plan {self.strategy} buffer={self.buffer_shape} buffers={self.n_buffers} "
             f"seeks={c.seeks} (opens={c.opens}, runs={c.runs}) "
-            f"peak_mem={format_bytes(c.peak_mem)}>"
+            f"peak_mem={format_bytes(c.peak_mem)} predicted={self.seconds:.3g} s>"
         )
 
     def buffer_regions(self) -> Iterator[Region]:
@@ -199,10 +222,23 @@ class _Problem:
     dtype: np.dtype[Any]
     max_mem: int
     layout: tuple[str, str]
+    machine: Machine | None = None
+    objective: str = "seconds"
 
     @property
     def itemsize(self) -> int:
         return self.dtype.itemsize
+
+    def score(self, plan: Plan) -> tuple[float, ...]:
+        """What ``auto`` minimises: predicted seconds (then seeks, memory), or seeks."""
+        c = plan.cost
+        if self.objective == "seeks":
+            return (c.seeks, c.bytes_read + c.bytes_written, c.peak_mem)
+        return (predict(c, self.layout, self.machine).seconds, c.seeks, c.peak_mem)
+
+    def box_problem(self) -> search.BoxProblem:
+        return search.BoxProblem(self.in_grid, self.out_grid, self.itemsize, self.layout,
+                                 self.avail)
 
     @property
     def staging_bytes(self) -> int:
@@ -256,10 +292,14 @@ def _evaluate(
         if w is None:
             return None
         opens, runs, nbytes, rmw, kept = w.opens, w.runs, w.nbytes, w.rmw_bytes, w.kept_peak
+        kept_all = w.kept_total
     else:
         ws = side_cost(out_pairs, isz, pb.layout[1] == "chunked", write=True)
         opens, runs, nbytes, rmw, kept = ws.opens, ws.runs, ws.nbytes, ws.rmw_bytes, 0
+        kept_all = 0
     cost = Cost(
+        read_opens=read.opens,
+        kept_bytes=kept_all * isz,
         opens=read.opens + opens,
         read_runs=read.runs,
         write_runs=runs,
@@ -274,7 +314,7 @@ def _evaluate(
     return cost, max(cap, 0)
 
 
-def _score(cost: Cost) -> tuple[int, int, int]:
+def _seek_score(cost: Cost) -> tuple[int, int, int]:
     return (cost.seeks, cost.bytes_read + cost.bytes_written, cost.peak_mem)
 
 
@@ -293,7 +333,8 @@ def _make(
         return None
     cost, cap = result
     return Plan(pb.in_grid, pb.out_grid, pb.dtype, pb.max_mem, pb.layout, strategy,
-                bounds, order, cost, kept_cap=cap, min_priority=min_priority)
+                bounds, order, cost, kept_cap=cap, min_priority=min_priority,
+                machine=pb.machine)
 
 
 def without_keeping(plan: Plan) -> Plan:
@@ -303,23 +344,32 @@ def without_keeping(plan: Plan) -> Plan:
     plan (output blocks cut by buffers are written in parts), but no copies of kept
     pieces and less memory. Worth it when the runs are long anyway.
     """
-    pb = _Problem(plan.in_grid, plan.out_grid, plan.dtype, plan.max_mem, plan.layout)
+    pb = _Problem(plan.in_grid, plan.out_grid, plan.dtype, plan.max_mem, plan.layout,
+                  plan.machine)
     out = _make(pb, plan.strategy, plan.buffer_bounds, plan.order, keep=False)
     assert out is not None  # no limit given: never None
     return out
 
 
 def fewer_copies(plan: Plan) -> Plan:
-    """``plan``, or its buffers keeping nothing when their runs are long anyway.
+    """``plan``, or its buffers keeping nothing when that is predicted to be faster.
 
-    Keeping costs a copy of every kept piece and of its gathering; when the same
-    buffers without keeping still move long runs (:attr:`Cost.long_runs`), the
-    seeks they add cost less than those copies.
+    Keeping costs a copy of every kept piece and of its gathering; the same buffers
+    without keeping cost more seeks instead. The time model weighs the two
+    (:mod:`dask_io.plan.timing`); ``plan_resplit`` already does, so this matters only
+    for plans made by hand or with ``objective="seeks"``.
     """
     if not plan.cost.kept_peak or plan.layout[1] != "contiguous":
         return plan  # a chunked target written in parts would be read-modified-written
     plain = without_keeping(plan)
-    return plain if plain.cost.long_runs else plan
+    return plain if plain.seconds < plan.seconds else plan
+
+
+def faster_pipelined(half: Plan, full: Plan) -> bool:
+    """Whether ``half`` (planned within about half the memory) with two buffers in flight,
+    the reads of one beside the writes of the other, is predicted faster than ``full``
+    one buffer at a time. The one rule every executor uses for double buffering."""
+    return pipelined(half.cost, half.layout, half.machine) < full.seconds
 
 
 def _keep_simulator(pb: _Problem, bounds: st.Bounds, order: tuple[int, ...]) -> WriteSimulator:
@@ -359,29 +409,43 @@ def _plan_keep(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
         st.keep_candidates(pb.in_grid, pb.out_grid, pb.avail, extra), key=st.buffer_elems,
         reverse=True,
     )
-    best = min((p for p in simple if p is not None), key=lambda p: _score(p.cost), default=None)
+    best = min((p for p in simple if p is not None), key=lambda p: _seek_score(p.cost), default=None)
     floor = 2 * (pb.in_grid.nblocks + pb.out_grid.nblocks)
 
     def better(plan: Plan | None) -> None:
         nonlocal best
-        if plan is not None and (best is None or _score(plan.cost) < _score(best.cost)):
+        if plan is not None and (best is None or _seek_score(plan.cost) < _seek_score(best.cost)):
             best = plan
 
     tried: list[tuple[Plan, WriteSimulator]] = []
+    steps = 0  # buffers simulated: planning time grows with them
     for bounds in candidates:
         if best is not None and best.cost.seeks <= floor:
             return _as_keep(pb, best)  # the lower bound: nothing is cheaper
+        if steps > KEEP_BUDGET:
+            break
         if best is not None and _read_seeks(pb, bounds) + 2 * pb.out_grid.nblocks > best.cost.seeks:
             continue
         for order in st.buffer_orders(bounds, pb.out_grid)[:2]:
             sim = _keep_simulator(pb, bounds, order)
-            plan = _make(pb, "keep", bounds, order, True, 0.0, _limit(best), sim)
+            plan = None
+            # keeping whatever fits first; when that loses, a middle threshold (keeping
+            # only the blocks that save most) before the candidate is given up
+            slack = KEEP_SLACK if steps < KEEP_STEPS else 1.0
+            for level in _first_levels(sim) if slack > 1 else [0.0]:
+                steps += _n_buffers(bounds)
+                plan = _make(pb, "keep", bounds, order, True, level, _limit(best, slack), sim)
+                if plan is not None:
+                    break
             if plan is not None:
                 tried.append((plan, sim))
             better(plan)
-    tried.sort(key=lambda ps: _score(ps[0].cost))
-    for plan, sim in tried[:3]:
+    tried.sort(key=lambda ps: _seek_score(ps[0].cost))
+    for plan, sim in tried[:KEEP_FINALISTS if steps < KEEP_STEPS else 3]:
         for level in sim.priority_levels()[1:]:
+            steps += plan.n_buffers
+            if steps > KEEP_BUDGET:
+                break
             better(_make(pb, "keep", plan.buffer_bounds, plan.order, True, level, _limit(best),
                          sim))
     finalists = _distinct_bounds([p for p, _ in tried])[:3]
@@ -389,6 +453,9 @@ def _plan_keep(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
         for order in st.buffer_orders(plan.buffer_bounds, pb.out_grid)[2:]:
             sim = _keep_simulator(pb, plan.buffer_bounds, order)
             for level in sim.priority_levels():
+                steps += plan.n_buffers
+                if steps > KEEP_BUDGET:
+                    break
                 better(_make(pb, "keep", plan.buffer_bounds, order, True, level, _limit(best),
                              sim))
     return None if best is None else _as_keep(pb, best)
@@ -403,14 +470,70 @@ def _as_keep(pb: _Problem, best: Plan) -> Plan:
     return plan
 
 
+def _first_levels(sim: WriteSimulator) -> list[float]:
+    levels = sim.priority_levels()
+    return [0.0] if len(levels) < 3 else [0.0, levels[len(levels) // 2]]
+
+
+def _n_buffers(bounds: st.Bounds) -> int:
+    return math.prod(len(b) - 1 for b in bounds)
+
+
+def _keep_family(pb: _Problem, simple: Sequence[Plan | None]) -> Plan | None:
+    """The ``keep`` strategy: the best of every buffer partition with and without keeping.
+
+    Three pools, each costed exactly: the box search's partitions keeping nothing
+    (:mod:`dask_io.plan.search`: any extent on any axis, cuts at block boundaries),
+    the keep search (grown and aligned buffers, every buffer order, keep
+    thresholds) and its winner keeping nothing, and box partitions simulated with
+    keeping in the order of a lower bound of their cost, until the bound passes the
+    best plan found (branch and bound). ``auto``'s objective picks among them.
+    """
+    found = search.box_search(pb.box_problem(), pb.machine or current_machine(), pb.objective)
+    pool: list[Plan] = []
+    for bounds in [] if found is None else found.best(BOX_EXTRAS):
+        plan = _make(pb, "keep", bounds, _c_order(pb), keep=False)
+        if plan is not None:
+            pool.append(plan)
+    kept = _plan_keep(pb, simple)
+    if kept is not None:
+        pool.append(kept)
+        if kept.cost.kept_peak and pb.layout[1] == "contiguous":
+            pool.append(without_keeping(kept))
+    if found is not None:
+        pool.extend(_boxes_keeping(pb, found, min(pool, key=pb.score, default=None)))
+    return min(pool, key=pb.score, default=None)
+
+
+def _boxes_keeping(pb: _Problem, found: search.BoxSearch, best: Plan | None) -> Iterator[Plan]:
+    """Box partitions simulated with keeping, smallest lower bound first, while the bound
+    is below the best plan's score (at most :data:`BOX_KEEP_TRIALS` partitions and
+    :data:`BOX_KEEP_STEPS` simulated buffers)."""
+    steps = 0
+    for bound, bounds in found.by_keep_bound(BOX_KEEP_TRIALS):
+        if best is not None and bound >= pb.score(best)[0]:
+            return
+        for order in st.buffer_orders(bounds, pb.out_grid)[:2]:
+            sim = _keep_simulator(pb, bounds, order)
+            limit = _limit(best) if pb.objective == "seeks" else None
+            for level in (0.0,):
+                steps += _n_buffers(bounds)
+                if steps > BOX_KEEP_STEPS and limit is None:
+                    return  # without a limit every simulation runs to its end
+                plan = _make(pb, "keep", bounds, order, True, level, limit, sim)
+                if plan is not None and (best is None or pb.score(plan) < pb.score(best)):
+                    best = plan
+                    yield plan
+
+
 def _read_seeks(pb: _Problem, bounds: st.Bounds) -> int:
     pairs = [AxisPairs(bb, gb) for bb, gb in zip(bounds, pb.in_grid.bounds)]
     read = side_cost(pairs, pb.itemsize, pb.layout[0] == "chunked", write=False)
     return read.opens + read.runs
 
 
-def _limit(best: Plan | None) -> int | None:
-    return None if best is None else best.cost.seeks
+def _limit(best: Plan | None, slack: float = 1.0) -> int | None:
+    return None if best is None else int(best.cost.seeks * slack)
 
 
 def _distinct_bounds(plans: Sequence[Plan]) -> list[Plan]:
@@ -462,6 +585,10 @@ def plan_resplit(
     max_mem: int | str,
     strategy: str = "auto",
     layout: str | tuple[str, str] = "contiguous",
+    *,
+    objective: str = "seconds",
+    machine: Machine | None = None,
+    warn: bool = True,
 ) -> Plan:
     """Plan the resplit of an array stored as ``in_chunks`` blocks into ``out_chunks`` blocks.
 
@@ -479,11 +606,21 @@ def plan_resplit(
     layout : {"contiguous", "chunked"} or a pair (input layout, output layout)
         Block files accessed by contiguous runs, or a chunked store where a
         chunk touched is one access.
+    objective : {"seconds", "seeks"}
+        What ``auto`` (and the ``keep`` search's final choice) minimises: predicted
+        seconds on ``machine`` (seeks and memory break ties), or seeks alone (bytes
+        and memory break ties), the paper's measure.
+    machine : Machine, optional
+        I/O constants of the machine; by default the calibrated one in Dask config
+        (``dask-io calibrate``), else :data:`dask_io.plan.timing.DEFAULT`.
+    warn : bool
+        Emit :class:`~dask_io.errors.ExcessiveIOWarning` when the ``auto`` plan costs
+        more than 100 times the lower bound in seeks.
 
     Returns
     -------
     Plan
-        With ``strategy``, ``buffer_shape``, ``cost`` and ``operations()``.
+        With ``strategy``, ``buffer_shape``, ``cost``, ``seconds`` and ``operations()``.
         ``plan.alternatives`` maps every strategy to its plan, or to the reason it
         is infeasible.
 
@@ -495,6 +632,11 @@ def plan_resplit(
     """
     start = time.perf_counter()
     pb = _validate(shape, in_chunks, out_chunks, dtype, max_mem, strategy, layout)
+    if objective not in OBJECTIVES:
+        raise InvalidChunksError(
+            f"objective={objective!r} is unknown; expected one of {', '.join(OBJECTIVES)}"
+        )
+    pb = replace(pb, machine=machine, objective=objective)
     needed = _min_mem(pb)
     if pb.max_mem < needed:
         raise InsufficientMemoryError(
@@ -508,15 +650,56 @@ def plan_resplit(
         if name in wanted or "keep" in wanted:
             plans[name] = _plan_simple(pb, name)
     if "keep" in wanted:
-        plans["keep"] = _plan_keep(pb, [plans[n] for n in ("naive", "clustered", "multiple")])
+        plans["keep"] = _keep_family(pb, [plans[n] for n in ("naive", "clustered", "multiple")])
     feasible = {n: p for n, p in plans.items() if p is not None and n in wanted}
     if not feasible:
         raise InsufficientMemoryError(_infeasible_message(pb, strategy))
-    chosen = min(feasible.values(), key=lambda p: (_score(p.cost), STRATEGIES.index(p.strategy)))
+    chosen = min(feasible.values(), key=lambda p: (pb.score(p), STRATEGIES.index(p.strategy)))
     alternatives: dict[str, Plan | str] = {
         n: plans[n] or _infeasible_message(pb, n) for n in wanted
     }
+    if warn and strategy == "auto" and chosen.cost.seeks > EXCESSIVE_RATIO * chosen.lower_bound:
+        _warn_excessive(pb, chosen)
     return replace(chosen, alternatives=alternatives, planning_time=time.perf_counter() - start)
+
+
+def memory_within(pb: _Problem, ratio: float = 2.0) -> int:
+    """The least memory (to 1/16 of it, rounded up) at which a box partition keeping
+    nothing costs at most ``ratio`` times the lower bound in seeks.
+
+    An upper bound on what ``auto`` needs for the same (``auto`` searches those
+    partitions too). The whole array in one buffer always reaches the bound.
+    """
+    goal = ratio * 2 * (pb.in_grid.nblocks + pb.out_grid.nblocks)
+    seeks_pb = replace(pb, objective="seeks")
+
+    def reaches(mem: int) -> bool:
+        trial = replace(seeks_pb, max_mem=mem)
+        boxes = search.best_boxes(trial.box_problem(), current_machine(), "seeks", count=1)
+        if not boxes:
+            return False
+        made = _make(trial, "keep", boxes[0], _c_order(trial), keep=False)
+        return made is not None and made.cost.seeks <= goal
+
+    whole = math.prod(pb.in_grid.shape) * pb.itemsize + pb.staging_bytes
+    lo, hi = pb.max_mem, pb.max_mem
+    while hi < whole and not reaches(hi):
+        lo, hi = hi, min(whole, hi * 2)
+    while hi - lo > max(hi // 16, 1):
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
+    return hi
+
+
+def _warn_excessive(pb: _Problem, chosen: Plan) -> None:
+    need = memory_within(pb)
+    warnings.warn(
+        f"max_mem={format_bytes(pb.max_mem)} forces {chosen.cost.seeks:,} seeks, "
+        f"{chosen.cost.seeks / chosen.lower_bound:,.0f}x the lower bound of "
+        f"{chosen.lower_bound:,}; max_mem={format_bytes(need)} would bring it within 2x",
+        ExcessiveIOWarning,
+        stacklevel=3,
+    )
 
 
 def _infeasible_message(pb: _Problem, strategy: str) -> str:

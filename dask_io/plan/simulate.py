@@ -75,6 +75,7 @@ class WriteTotals:
     nbytes: int = 0
     rmw_bytes: int = 0
     kept_peak: int = 0  # elements
+    kept_total: int = 0  # elements ever kept
 
 
 def _broadcast(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -266,6 +267,7 @@ class WriteSimulator:
             held[idx[wk]] = 0
             t.kept_peak = max(t.kept_peak, kept_total, kept_total + added - released)
             kept_total += added - released
+            t.kept_total += added
             first_write = new & (lev == n)
             self._count(action, piece, runs, unit_runs, before, idx, first_write)
             yield BufferDecision(b, idx, piece, runs, action, first_write, lev, unit_runs, before)

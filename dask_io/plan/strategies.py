@@ -143,15 +143,18 @@ def buffer_orders(bounds: Bounds, out_grid: Grid) -> list[tuple[int, ...]]:
     return list(dict.fromkeys([default, c_order, tuple(reversed(c_order)), default[::-1]]))
 
 
-def aligned_shapes(in_grid: Grid, out_grid: Grid, avail: int, most: int = 27) -> Iterator[Bounds]:
-    """Buffers of one input block, the input aggregate or the whole extent on each axis.
+def aligned_shapes(in_grid: Grid, out_grid: Grid, avail: int, most: int = 64) -> Iterator[Bounds]:
+    """Buffers of one input block, the input aggregate, half or the whole extent on each axis.
 
     With room for slabs that span the fast axes, a buffer one input block thick
     on the slow axes often beats the aggregate everywhere: its units complete one
     slab at a time. Only shapes that fit in ``avail`` elements are given.
     """
     lam = input_aggregate(in_grid, out_grid)
-    choices = [sorted({i, a, r}) for i, a, r in zip(in_grid.block_shape, lam, in_grid.shape)]
+    choices = [
+        sorted({i, a, r, min(r, -(-r // (2 * i)) * i)})
+        for i, a, r in zip(in_grid.block_shape, lam, in_grid.shape)
+    ]
     shapes = [s for s in itertools.product(*choices) if math.prod(s) <= avail]
     shapes.sort(key=math.prod, reverse=True)
     for shape in shapes[:most]:
