@@ -135,7 +135,10 @@ def _pareto(rows: np.ndarray) -> IntArray:
 
 
 def _thin(tables: list[AxisTable], budget: int) -> list[AxisTable]:
-    """Fewer candidates on the longest tables until their product fits ``budget``."""
+    """Fewer candidates on the longest tables until their product fits ``budget``
+    (``tables`` itself when it fits already)."""
+    if math.prod(len(t) for t in tables) <= budget:
+        return tables
     tables = list(tables)
     while math.prod(len(t) for t in tables) > budget:
         d = max(range(len(tables)), key=lambda a: len(tables[a]))
@@ -286,9 +289,54 @@ def box_search(pb: BoxProblem, machine: Machine, objective: str = "seconds") -> 
               for d in range(n)]
     if any(len(t) == 0 for t in tables):
         return None
-    tables = _thin(tables, MAX_COMBINATIONS)
-    score, _, bound = _scores(pb, tables, machine, objective)
-    return BoxSearch(tables, score, bound)
+    thin = _thin(tables, MAX_COMBINATIONS)
+    score, _, bound = _scores(pb, thin, machine, objective)
+    if thin is not tables:  # thinned: refine the best combinations axis by axis, then rescore
+        picks = _descend(pb, tables, thin, score, machine, objective)
+        thin = [_union(t, full, p) for t, full, p in zip(thin, tables, picks)]
+        score, _, bound = _scores(pb, thin, machine, objective)
+    return BoxSearch(thin, score, bound)
+
+
+def _descend(pb: BoxProblem, tables: list[AxisTable], thin: list[AxisTable], score: np.ndarray,
+             machine: Machine, objective: str, starts: int = 4) -> list[set[int]]:
+    """Coordinate descent over the full per-axis tables from the best thinned combinations:
+    per axis, the candidate indices (into ``tables``) it ends on."""
+    flat = score.ravel()
+    picks: list[set[int]] = [set() for _ in tables]
+    for f in np.argsort(flat, kind="stable")[:starts].tolist():
+        if not np.isfinite(flat[f]):
+            break
+        at = [_index_in(full, t, int(i))
+              for full, t, i in zip(tables, thin, np.unravel_index(f, score.shape))]
+        for _ in range(3):
+            moved = False
+            for d in range(len(tables)):
+                trial = [tables[a].take(np.array([at[a]])) if a != d else tables[d]
+                         for a in range(len(tables))]
+                s, _, _ = _scores(pb, trial, machine, objective)
+                best = int(np.argmin(s.ravel()))
+                if best != at[d] and s.ravel()[best] < s.ravel()[at[d]]:
+                    at[d], moved = best, True
+            if not moved:
+                break
+        for d, i in enumerate(at):
+            picks[d].add(i)
+    return picks
+
+
+def _index_in(full: AxisTable, part: AxisTable, i: int) -> int:
+    key = part.bounds[i].tobytes()
+    return next(k for k, b in enumerate(full.bounds) if b.tobytes() == key)
+
+
+def _union(part: AxisTable, full: AxisTable, picks: set[int]) -> AxisTable:
+    have = {b.tobytes() for b in part.bounds}
+    extra = [i for i in sorted(picks) if full.bounds[i].tobytes() not in have]
+    if not extra:
+        return part
+    keep = [_index_in(full, part, i) for i in range(len(part))] + extra
+    return full.take(np.array(sorted(set(keep))))
 
 
 def best_boxes(pb: BoxProblem, machine: Machine, objective: str = "seconds",
