@@ -277,7 +277,7 @@ def blind_report(rows: list[dict[str, object]]) -> list[str]:
 def report(args, started, load, rows, times, tib, results, median) -> str:  # type: ignore[no-untyped-def]
     cmd = "python benchmarks/bench_plan.py" + (f" --repeat {args.repeat}" if args.repeat != 3 else "")
     out = [
-        "# Planning benchmark (issue 2)", "",
+        "# Planning benchmark (issues 2 and 11)", "",
         f"Command: `{cmd}` (planning only, no data). Run {started}; Python "
         f"{platform.python_version()}, {os.cpu_count()} cores shared with other jobs "
         f"(load average at start {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}): times are noisy.",

@@ -113,7 +113,8 @@ def methods_for(workload: str, rechunker: bool) -> list[str]:
         "resplit": STRATEGIES,
         "zarr": ("clustered", "keep", "auto"),
     }[workload]
-    out = [f"dask_io-{s}" for s in feasible] + ["dask"]
+    # dask_io-seeks: auto choosing by seeks, beside dask_io-auto choosing by predicted seconds
+    out = [f"dask_io-{s}" for s in feasible] + ["dask_io-seeks", "dask"]
     if workload == "zarr" and rechunker:
         out.append("rechunker")
     return [*out, "cp", "cat"]
@@ -182,9 +183,18 @@ def run_dask_io(
     shape: tuple[int, ...],
 ) -> dict[str, object]:
     sys.path.insert(0, os.path.dirname(HERE))
+    import dask.config
+
     from dask_io.execute.api import merge, resplit
 
     strategy = args.method.split("-", 1)[1]
+    machine = os.path.join(args.root, "machine.json")
+    if os.path.exists(machine):  # written by --calibrate: the constants of this disk
+        with open(machine) as f:
+            dask.config.set({"dask_io.machine": json.load(f)})
+    if strategy == "seeks":
+        dask.config.set({"dask_io.objective": "seeks"})
+        strategy = "auto"
     if args.workload == "merge":
         r = merge(src, dst + ":/data", max_mem=args.max_mem, strategy=strategy)
     else:
@@ -193,8 +203,12 @@ def run_dask_io(
         r = resplit(
             src, dst, chunks, max_mem=args.max_mem, strategy=strategy, format=fmt, zarr_format=2
         )
+    from dask_io.plan.timing import pipelined
+
     m = r.measured
+    predicted = pipelined(r.plan.cost, r.plan.layout) if r.prefetch else r.plan.seconds
     return {
+        "predicted": predicted,
         "strategy": r.plan.strategy,
         "buffer": r.plan.buffer_shape,
         "prefetch": r.prefetch,
@@ -323,6 +337,11 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(HERE, "results", "resplit.md"))
     ap.add_argument("--no-strace", action="store_true")
     ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="run dask-io calibrate on the data folder first; every dask_io run plans with it",
+    )
+    ap.add_argument(
         "--strace-only",
         action="store_true",
         help="no timed runs: take them from the root's results.json, add the strace counts",
@@ -343,6 +362,18 @@ def drive(args: argparse.Namespace) -> None:
     workloads = args.workloads.split(",")
     rechunker = os.path.exists(RECHUNKER_PY)
     make_data(args.root, args.size, "zarr" in workloads)
+    machine_file = os.path.join(args.root, "machine.json")
+    if args.calibrate:
+        sys.path.insert(0, os.path.dirname(HERE))
+        from dask_io.calibrate import measure
+
+        drop_caches()
+        machine = measure(args.root).to_dict()
+        with open(machine_file, "w") as f:
+            json.dump(machine, f)
+        print("calibrated:", machine, flush=True)
+    elif os.path.exists(machine_file):
+        os.unlink(machine_file)  # an earlier run's constants: not asked for this time
     plan = {w: methods_for(w, rechunker) for w in workloads}
     if args.methods:
         keep = set(args.methods.split(","))
@@ -429,12 +460,15 @@ def _fmt_row(w: str, m: str, runs: list[dict], floor: float, trace: dict | None)
     extra = ""
     if "strategy" in first:
         extra = f"{first['strategy']} {tuple(first['buffer'])}{' +RA' if first['prefetch'] else ''}"
+    pred = "| "
+    if "predicted" in first:
+        pred = f"{first['predicted']:.2f} | {first['predicted'] / med:.2f}"
     return (
         f"| {w} | {m} | {med:.2f} ({min(t):.2f}–{max(t):.2f}) | {med / floor:.2f}× | "
         f"{statistics.median(r['cpu'] for r in runs):.1f} | {rss:.0f} | "
         f"{first['disk_read'] / 2**30:.2f} / {first['disk_written'] / 2**30:.2f} | "
         f"{first['rchar'] / 2**30:.2f} / {first['wchar'] / 2**30:.2f} | {calls} | "
-        f"{first.get('verified', '')} | {extra} |"
+        f"{first.get('verified', '')} | {extra} | {pred} |"
     )
 
 
@@ -445,7 +479,10 @@ def write_report(args, results, traces, cold) -> None:
         "# dask_io resplit benchmark",
         "",
         f"Command: `python benchmarks/bench_resplit.py --size {n} --reps {args.reps} "
-        f"--max-mem {args.max_mem} --workloads {args.workloads}`",
+        f"--max-mem {args.max_mem} --workloads {args.workloads}"
+        + (f" --methods {args.methods}" if args.methods else "")
+        + (" --calibrate" if getattr(args, "calibrate", False) else "")
+        + (" --no-strace" if args.no_strace else "") + "`",
         f"Date: {time.strftime('%Y-%m-%d %H:%M')}. Machine: {os.cpu_count()} cores, shared with other "
         "jobs (noisy); one local disk.",
         f"Array {shape} uint16 ({2 * n**3 / 2**30:.2f} GiB); input blocks {in_chunks}, output blocks "
@@ -460,9 +497,17 @@ def write_report(args, results, traces, cold) -> None:
         "files, from one extra untimed strace run (dask_io naive: its own counters, opens / "
         "calls). `+RA`: read-ahead of the next buffer on a second thread.",
         "",
+        "`pred s`: the seconds the planner predicted for the plan it ran (dask_io only; with "
+        "read-ahead, the pipelined prediction), from the constants of "
+        + ("`dask-io calibrate` on the data folder, measured in the same run"
+           if getattr(args, "calibrate", False) else "the defaults (not calibrated)")
+        + "; `pred ÷ meas` is that over the median. `dask_io-seeks` is `auto` choosing by "
+        "seeks (`dask_io.objective: seeks`), `dask_io-auto` by predicted seconds.",
+        "",
         "| workload | method | seconds | × cp | CPU s | peak RSS MiB | disk R/W GiB | "
-        "rchar/wchar GiB | calls (open / read / write) | verified | plan |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "rchar/wchar GiB | calls (open / read / write) | verified | plan | pred s | "
+        "pred ÷ meas |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for w in dict.fromkeys(k[0] for k in results):
         floor = statistics.median(r["elapsed"] for r in results[(w, "cp")])

@@ -29,7 +29,14 @@ from dask_io.plan.ops import (
     WriteKept,
 )
 from dask_io.plan.simulate import KEEP, WRITE_KEPT, WRITE_WHOLE, BufferDecision, WriteSimulator
-from dask_io.plan.timing import Machine, Timing, current_machine, pipelined, predict
+from dask_io.plan.timing import (
+    Machine,
+    Timing,
+    current_machine,
+    current_objective,
+    pipelined,
+    predict,
+)
 from dask_io.plan.units import format_bytes, parse_bytes
 
 STRATEGIES = ("naive", "clustered", "multiple", "keep")
@@ -586,7 +593,7 @@ def plan_resplit(
     strategy: str = "auto",
     layout: str | tuple[str, str] = "contiguous",
     *,
-    objective: str = "seconds",
+    objective: str | None = None,
     machine: Machine | None = None,
     warn: bool = True,
 ) -> Plan:
@@ -606,10 +613,11 @@ def plan_resplit(
     layout : {"contiguous", "chunked"} or a pair (input layout, output layout)
         Block files accessed by contiguous runs, or a chunked store where a
         chunk touched is one access.
-    objective : {"seconds", "seeks"}
+    objective : {"seconds", "seeks"}, optional
         What ``auto`` (and the ``keep`` search's final choice) minimises: predicted
         seconds on ``machine`` (seeks and memory break ties), or seeks alone (bytes
-        and memory break ties), the paper's measure.
+        and memory break ties), the paper's measure. By default Dask config's
+        ``dask_io.objective`` ("seconds").
     machine : Machine, optional
         I/O constants of the machine; by default the calibrated one in Dask config
         (``dask-io calibrate``), else :data:`dask_io.plan.timing.DEFAULT`.
@@ -632,6 +640,7 @@ def plan_resplit(
     """
     start = time.perf_counter()
     pb = _validate(shape, in_chunks, out_chunks, dtype, max_mem, strategy, layout)
+    objective = objective or current_objective()
     if objective not in OBJECTIVES:
         raise InvalidChunksError(
             f"objective={objective!r} is unknown; expected one of {', '.join(OBJECTIVES)}"

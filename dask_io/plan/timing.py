@@ -98,6 +98,13 @@ def current_machine() -> Machine:
     return Machine.from_mapping(values)
 
 
+def current_objective() -> str:
+    """What ``auto`` minimises by default: Dask config ``dask_io.objective`` or "seconds"."""
+    config = sys.modules.get("dask.config")
+    value = None if config is None else config.get("dask_io.objective", None)
+    return str(value or "seconds")
+
+
 @dataclass(frozen=True)
 class Timing:
     """Predicted seconds of a plan, by what they are spent on."""
