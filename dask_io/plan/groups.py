@@ -328,7 +328,8 @@ def _plan_cached(
     strategy: str,
 ) -> Plan:
     return plan_resplit(
-        shape, in_chunks, out_chunks, dtype, max_mem, strategy=strategy, layout=layout
+        shape, in_chunks, out_chunks, dtype, max_mem, strategy=strategy, layout=layout,
+        warn=False,  # one group of many: the job's own plan says it once
     )
 
 
