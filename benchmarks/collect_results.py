@@ -25,8 +25,10 @@ command that produced it; `python benchmarks/collect_results.py` rebuilds this p
 
 | issue | target | result |
 |---|---|---|
-| 2 plan | 1 TiB case planned in < 5 s | 1.43 s, 1.000× lower bound: met |
-| 2 plan | auto ≤ 1.25× lower bound, 3500³ 350³→500³ / 175³→250³ at 4 GiB | 1.328× missed / 1.049× met |
+| 2, 11 plan | 1 TiB case planned in < 5 s; 3500³ cases < 2 s | 0.63 s, 1.000× lower bound: met; 0.1–1.4 s: met |
+| 2, 11 plan | auto ≤ 1.25× lower bound, 3500³ 350³→500³ / 175³→250³ at 4 GiB | 1.328× missed / 1.000× met |
+| 11 plan | auto within 1.1× of a blind box search on every case (7 paper + 30 random) | worst 1.000 (seeks), 1.005 (seconds): met; 3900×3000×3500: 804 seeks (was 40,004) |
+| 11 plan | predicted within 25 % of measured after calibrate; time-chosen never slower | 0.22–0.93×: missed; not shown (loaded machine) |
 | 2 plan | ≥ 1000× fewer runs than naive on the 3500³ cases | 34,777× – 399,457×: met |
 | 3 resplit | keep/auto within 1.5× of `cp`, 2 GiB mismatched resplit, cold | auto 1.55× (earlier run 1.25×; `cp` itself 2.4 s vs 4.0 s); keep 1.75× |
 | 3 resplit | ≥ 2× faster than plain Dask on it | auto 2.2× met (split 2.1×, merge 2.8×) |
