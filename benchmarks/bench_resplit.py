@@ -113,8 +113,8 @@ def methods_for(workload: str, rechunker: bool) -> list[str]:
         "resplit": STRATEGIES,
         "zarr": ("clustered", "keep", "auto"),
     }[workload]
-    # dask_io-seeks: auto choosing by seeks, beside dask_io-auto choosing by predicted seconds
-    out = [f"dask_io-{s}" for s in feasible] + ["dask_io-seeks", "dask"]
+    # auto choosing by seeks and by predicted seconds, beside auto with the configured default
+    out = [f"dask_io-{s}" for s in feasible] + ["dask_io-seeks", "dask_io-seconds", "dask"]
     if workload == "zarr" and rechunker:
         out.append("rechunker")
     return [*out, "cp", "cat"]
@@ -192,8 +192,8 @@ def run_dask_io(
     if os.path.exists(machine):  # written by --calibrate: the constants of this disk
         with open(machine) as f:
             dask.config.set({"dask_io.machine": json.load(f)})
-    if strategy == "seeks":
-        dask.config.set({"dask_io.objective": "seeks"})
+    if strategy in ("seeks", "seconds"):  # auto with that objective
+        dask.config.set({"dask_io.objective": strategy})
         strategy = "auto"
     if args.workload == "merge":
         r = merge(src, dst + ":/data", max_mem=args.max_mem, strategy=strategy)
@@ -501,8 +501,8 @@ def write_report(args, results, traces, cold) -> None:
         "read-ahead, the pipelined prediction), from the constants of "
         + ("`dask-io calibrate` on the data folder, measured in the same run"
            if getattr(args, "calibrate", False) else "the defaults (not calibrated)")
-        + "; `pred ÷ meas` is that over the median. `dask_io-seeks` is `auto` choosing by "
-        "seeks (`dask_io.objective: seeks`), `dask_io-auto` by predicted seconds.",
+        + "; `pred ÷ meas` is that over the median. `dask_io-seeks` / `dask_io-seconds` are "
+        "`auto` with `dask_io.objective` set to that; `dask_io-auto` uses the default.",
         "",
         "| workload | method | seconds | × cp | CPU s | peak RSS MiB | disk R/W GiB | "
         "rchar/wchar GiB | calls (open / read / write) | verified | plan | pred s | "

@@ -16,7 +16,7 @@ from typing import Any
 from dask_io.errors import DaskIOError, DaskIOWarning
 from dask_io.plan import STRATEGIES, Plan, format_bytes, plan_resplit
 from dask_io.plan.planner import OBJECTIVES
-from dask_io.plan.timing import current_machine
+from dask_io.plan.timing import current_machine, current_objective
 
 COLUMNS = ("opens", "runs", "seeks", "bytes_read", "bytes_written", "peak_mem", "n_buffers")
 
@@ -36,7 +36,7 @@ def _plan_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Plan]:
     in_chunks = _ints(args.in_chunks, "--in-chunks")
     out_chunks = _ints(args.out_chunks, "--out-chunks")
     layout = args.layout
-    objective = getattr(args, "objective", "seconds")
+    objective = getattr(args, "objective", None) or current_objective()
     chosen = plan_resplit(shape, in_chunks, out_chunks, args.dtype, args.max_mem, args.strategy,
                           layout, objective=objective)
     rows = []
@@ -107,7 +107,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def chosen_objective(args: argparse.Namespace) -> str:
-    objective = getattr(args, "objective", "seconds")
+    objective = getattr(args, "objective", None) or current_objective()
     return "fewest predicted seconds" if objective == "seconds" else "fewest seeks"
 
 
@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="auto", choices=[*STRATEGIES, "auto"])
     p.add_argument("--layout", default="contiguous", choices=["contiguous", "chunked"])
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--objective", default="seconds", choices=list(OBJECTIVES),
-                   help="what auto minimises: predicted seconds (default) or seeks")
+    p.add_argument("--objective", default=None, choices=list(OBJECTIVES),
+                   help="what auto minimises: seeks or predicted seconds (default: Dask "
+                   "config dask_io.objective, seeks)")
     p.set_defaults(func=_cmd_plan)
     try:
         from dask_io import calibrate

@@ -73,4 +73,4 @@ def test_plan_cli_shows_predicted_seconds(capsys) -> None:  # type: ignore[no-un
     out = json.loads(capsys.readouterr().out)
     rows = {r["strategy"]: r for r in out["strategies"] if "seconds" in r}
     assert rows and all(r["seconds"] > 0 for r in rows.values())
-    assert out["objective"] == "fewest predicted seconds"
+    assert out["objective"] == "fewest seeks"  # the default (dask_io.yaml)

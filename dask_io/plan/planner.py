@@ -617,7 +617,8 @@ def plan_resplit(
         What ``auto`` (and the ``keep`` search's final choice) minimises: predicted
         seconds on ``machine`` (seeks and memory break ties), or seeks alone (bytes
         and memory break ties), the paper's measure. By default Dask config's
-        ``dask_io.objective`` ("seconds").
+        ``dask_io.objective`` ("seeks": the time model is not yet validated, see
+        ``dask_io.yaml``).
     machine : Machine, optional
         I/O constants of the machine; by default the calibrated one in Dask config
         (``dask-io calibrate``), else :data:`dask_io.plan.timing.DEFAULT`.

@@ -221,8 +221,8 @@ def test_unknown_objective_is_refused() -> None:
 def test_machine_constants_change_the_choice() -> None:
     """Dear seeks favour keeping; dear copies favour keeping nothing."""
     args = ((3500,) * 3, (350,) * 3, (500,) * 3, "uint16", "4GiB")
-    dear_seeks = plan_resplit(*args, machine=Machine(run_s=1.0, open_s=1.0))
-    dear_copies = plan_resplit(*args, machine=Machine(copy_bw=1e6))
+    dear_seeks = plan_resplit(*args, machine=Machine(run_s=1.0, open_s=1.0), objective="seconds")
+    dear_copies = plan_resplit(*args, machine=Machine(copy_bw=1e6), objective="seconds")
     assert dear_seeks.cost.seeks < dear_copies.cost.seeks
     assert dear_copies.cost.kept_bytes <= dear_seeks.cost.kept_bytes
     assert dear_seeks.machine is not None and dear_seeks.machine.run_s == 1.0
