@@ -31,6 +31,7 @@ from dask_io.plan.timing import DIRECT_MIN_BYTES, Machine
 
 Bounds = tuple[IntArray, ...]
 
+EVERY_EXTENT_UP_TO = 64  # axes this short get every extent as a candidate
 MAX_COMBINATIONS = 2_000_000  # combinations costed at once (a few tens of MiB of numpy)
 
 
@@ -107,7 +108,10 @@ def axis_table(in_bounds: IntArray, out_bounds: IntArray, limit: int) -> AxisTab
     out_block = int(np.diff(out_bounds).max())
     union = np.union1d(in_bounds, out_bounds)
     seen: dict[bytes, IntArray] = {}
-    for t in extents(length, in_block, out_block):
+    lengths = set(extents(length, in_block, out_block)) | {min(limit, length)}
+    if length <= EVERY_EXTENT_UP_TO:
+        lengths |= set(range(1, length + 1))
+    for t in sorted(lengths):
         if t > limit:
             break
         uniform = np.append(np.arange(0, length, t, dtype=np.int64), length)
