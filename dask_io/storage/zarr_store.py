@@ -44,6 +44,7 @@ from dask_io.storage.base import (
     Pieces,
     assemble,
     gather,
+    local_region,
     region_nbytes,
     single_view,
 )
@@ -127,6 +128,43 @@ def chunk_files(arr: Any) -> ChunkFiles | None:
     root = os.path.join(str(store.root), *[p for p in str(arr.path).split("/") if p])
     chunks = tuple(int(c) for c in arr.chunks)
     return ChunkFiles(root, chunks, stored.newbyteorder("="), fill, meta.encode_chunk_key)
+
+
+def _chunk_bytes(files: ChunkFiles) -> int:
+    return math.prod(files.chunks) * files.dtype.itemsize
+
+
+def update_chunk(
+    files: ChunkFiles,
+    block: BlockIndex,
+    chunk_origin: tuple[int, ...],
+    region: Region,
+    pieces: Pieces,
+    made: set[str],
+) -> int:
+    """Write ``region`` (part of chunk ``block``, whose element 0 is at ``chunk_origin``).
+
+    The chunk's file is read into one page-aligned array of the full chunk shape
+    (the fill value when it does not exist yet), ``pieces`` are gathered into it and
+    it is written back whole (:func:`write_chunk`): one chunk of memory, where
+    zarr's own read-modify-write holds about five (the chunk read, its writable
+    copy, the assembled region, the encoded bytes and their copy).
+    Returns the number of write calls.
+    """
+    nbytes = _chunk_bytes(files)
+    buf = direct.aligned_empty(nbytes)
+    whole = buf.view(files.dtype).reshape(files.chunks)
+    path = files.path(block)
+    try:
+        with open(path, "rb", buffering=0) as f:
+            got = f.readinto(memoryview(buf))  # type: ignore[arg-type]
+    except FileNotFoundError:
+        got = 0
+    if got != nbytes:
+        whole[...] = files.fill
+    gather(pieces, region, whole[local_region(region, chunk_origin)])
+    full = tuple((o, o + c) for o, c in zip(chunk_origin, files.chunks, strict=True))
+    return write_chunk(files, block, full, [(full, whole)], made)
 
 
 def write_chunk(
@@ -327,18 +365,24 @@ class ZarrStore:
         """Write ``region`` of chunk ``block`` (zarr reads the chunk back if partial)."""
         if not self.writable:
             raise PermissionError(f"store {self.path!r} is open read-only")
-        whole = region == self.grid.block_region(block)
-        files = self.chunk_files() if whole else None
-        if files is not None:
+        block_region = self.grid.block_region(block)
+        whole = region == block_region
+        files = self.chunk_files()
+        calls = 1
+        if files is None:
+            self._array()[region_slices(region)] = assemble(pieces, region, self.dtype)
+        elif whole:
             calls = write_chunk(files, block, region, pieces, self._made)
+        else:
+            origin = tuple(a for a, _ in block_region)
+            calls = update_chunk(files, block, origin, region, pieces, self._made)
+        if files is not None and whole:
             n = region_nbytes(region, self.dtype.itemsize)  # data bytes, as the plan counts
             with self._lock:
                 self._touched.add(block)
             self.counters.add(opens=1, runs=1, write_runs=1, syscalls=calls, bytes_written=n)
             return
-        data = assemble(pieces, region, self.dtype)
-        self._array()[region_slices(region)] = data
-        n = region_nbytes(self.grid.block_region(block), self.dtype.itemsize)
+        n = region_nbytes(block_region, self.dtype.itemsize)
         with self._lock:
             rmw = n if (not whole and block in self._touched) else 0
             self._touched.add(block)
