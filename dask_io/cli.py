@@ -62,7 +62,16 @@ def _plan_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Plan]:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    if args.sweep_mem:
+        return _cmd_sweep(args)
     rows, chosen = _plan_rows(args)
+    _print_plan(args, rows, chosen)
+    if args.plot:
+        _save(chosen.plot().figure, args.plot)
+    return 0
+
+
+def _print_plan(args: argparse.Namespace, rows: list[dict[str, Any]], chosen: Plan) -> None:
     lower = chosen.in_grid.nblocks + chosen.out_grid.nblocks
     if args.json:
         out = {
@@ -78,7 +87,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             "strategies": rows,
         }
         print(json.dumps(out, indent=2))
-        return 0
+        return
     print(f"array {chosen.shape} {chosen.dtype.name} = "
           f"{format_bytes(_nbytes(chosen))}; "
           f"{chosen.in_grid.nblocks} input blocks {chosen.in_grid.block_shape} -> "
@@ -103,7 +112,54 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(f"* chosen by strategy={args.strategy!r} ({chosen_objective(args)}): "
           f"{chosen.strategy}, buffer {chosen.buffer_shape}, order {chosen.order}; "
           f"pred s: predicted seconds on the {machine.source} machine")
+
+
+def _sweep_range(text: str) -> tuple[str, str]:
+    low, sep, high = text.partition(":")
+    if not sep or not low or not high:
+        raise DaskIOError(f"--sweep-mem={text!r} is not a range; expected LOW:HIGH like 256MiB:16GiB")
+    return low, high
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dask_io.viz import memory_budgets, plot_sweep, sweep_memory
+
+    budgets = memory_budgets(*_sweep_range(args.sweep_mem), args.sweep_points)
+    rows = sweep_memory(_ints(args.shape, "--shape"), _ints(args.in_chunks, "--in-chunks"),
+                        _ints(args.out_chunks, "--out-chunks"), args.dtype, budgets,
+                        args.layout, objective=chosen_objective_name(args))
+    if args.json:
+        print(json.dumps({"budgets": budgets, "rows": rows}, indent=2))
+    else:
+        _print_sweep(budgets, rows)
+    if args.plot:
+        _save(plot_sweep(rows)[0].figure, args.plot)
     return 0
+
+
+def _print_sweep(budgets: list[int], rows: list[dict[str, Any]]) -> None:
+    print(f"memory sweep of {len(budgets)} budgets (log scale): seeks / predicted seconds")
+    print(f"  {'max_mem':>10}" + "".join(f" {name:>26}" for name in STRATEGIES))
+    by_key = {(r["max_mem"], r["strategy"]): r for r in rows}
+    for mem in budgets:
+        cells = []
+        for name in STRATEGIES:
+            r = by_key[mem, name]
+            cells.append("infeasible" if "infeasible" in r
+                         else f"{r['seeks']:,} / {r['seconds']:.3g} s")
+        print(f"  {format_bytes(mem):>10}" + "".join(f" {c:>26}" for c in cells))
+
+
+def _save(figure: Any, path: str) -> None:
+    try:
+        figure.savefig(path, dpi=120)
+    except (OSError, ValueError) as e:
+        raise DaskIOError(f"--plot={path!r} could not be written: {e}") from e
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def chosen_objective_name(args: argparse.Namespace) -> str:
+    return str(getattr(args, "objective", None) or current_objective())
 
 
 def chosen_objective(args: argparse.Namespace) -> str:
@@ -135,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default=None, choices=list(OBJECTIVES),
                    help="what auto minimises: seeks or predicted seconds (default: Dask "
                    "config dask_io.objective, seeks)")
+    p.add_argument("--plot", metavar="PNG",
+                   help="also draw the chosen plan (or, with --sweep-mem, the curves) to a file")
+    p.add_argument("--sweep-mem", metavar="LOW:HIGH",
+                   help="print seeks and predicted seconds of every strategy against memory "
+                        "budgets from LOW to HIGH (log scale), e.g. 256MiB:16GiB")
+    p.add_argument("--sweep-points", type=int, default=8, help="budgets in the sweep (default 8)")
     p.set_defaults(func=_cmd_plan)
     try:
         from dask_io import calibrate

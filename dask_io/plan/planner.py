@@ -205,6 +205,12 @@ class Plan:
         yield from later
         yield from keeps
 
+    def plot(self, ax: Any = None) -> Any:
+        """Draw a 2-D section of the blocks and buffers (:func:`dask_io.viz.plot_plan`)."""
+        from dask_io.viz import plot_plan  # matplotlib stays optional; dask_io.plan stays pure
+
+        return plot_plan(self, ax)
+
 
 def _unit(piece: Region, block: Region, level: int) -> Region:
     """The unit of level ``level``: the piece's extent on the slow axes, the block's on the rest."""
