@@ -642,8 +642,8 @@ def plan_resplit(
     Examples
     --------
     >>> plan = plan_resplit((8, 8), (4, 4), (8, 8), "uint8", 64)
-    >>> plan.cost.runs, plan.cost.opens
-    (5, 5)
+    >>> plan.strategy, plan.buffer_shape, (plan.cost.runs, plan.cost.opens)
+    ('clustered', (4, 8), (6, 6))
     """
     start = time.perf_counter()
     pb = _validate(shape, in_chunks, out_chunks, dtype, max_mem, strategy, layout)
