@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dask_io.execute.executor import Executor
+from dask_io.execute.ledger import ledger_for
 from dask_io.plan.grid import Grid
 from dask_io.plan.groups import Group, GroupPlan, Seam
 from dask_io.plan.ops import BlockIndex, Region
@@ -142,6 +143,62 @@ def _reuse_enabled() -> bool:
         return True
 
 
+# -- what a task holds beyond its plan ------------------------------------------------
+
+ZARR_WRITE_COPIES = 5  # zarr's read-modify-write of a chunk: measured ~5.2 chunks held
+
+
+def write_behind_bytes(max_mem: int) -> int:
+    """Piece bytes a group may have in flight under a budget of ``max_mem``."""
+    return min(WRITE_BEHIND_BYTES, max_mem // 8)
+
+
+def write_overhead(block_bytes: int, direct_chunks: bool) -> int:
+    """Bytes the target's write of one output block may allocate beyond its pieces:
+    the chunk updated in place and the bounce buffer when chunks are raw files
+    (:func:`~dask_io.storage.zarr_store.update_chunk`), else zarr's copies."""
+    if direct_chunks:
+        return block_bytes + min(direct.BOUNCE_BYTES, block_bytes)
+    return ZARR_WRITE_COPIES * block_bytes
+
+
+def group_overhead(
+    in_block: int, out_block: int, max_mem: int, direct_chunks: bool, decodes: bool
+) -> int:
+    """Bytes a group task holds beyond its plan's peak (blocks of ``in_block`` and
+    ``out_block`` bytes): a decoded source chunk (zarr reads a chunk's bytes before
+    copying them out), the target's write of a block, a seam piece gathered whole
+    and the pieces' write-behind."""
+    decoded = in_block if decodes else 0
+    pieces = out_block + write_behind_bytes(max_mem)
+    return decoded + write_overhead(out_block, direct_chunks) + pieces
+
+
+def block_bytes(gp: GroupPlan) -> tuple[int, int]:
+    """Bytes of the largest input and output block of ``gp``."""
+    dsize = gp.dtype.itemsize
+    return math.prod(gp.in_grid.block_shape) * dsize, math.prod(gp.out_grid.block_shape) * dsize
+
+
+def finish_bytes(gp: GroupPlan, direct_chunks: bool) -> int:
+    """Bytes a finishing task holds: two seams (one written, the next read) and a write."""
+    out_block = block_bytes(gp)[1]
+    return 2 * out_block + write_overhead(out_block, direct_chunks)
+
+
+def _direct_chunks(target: Any) -> bool:
+    files = getattr(target, "chunk_files", None)
+    return files is not None and files() is not None
+
+
+def _reserve(job: Job, nbytes: int) -> contextlib.AbstractContextManager[Any]:
+    """Hold ``nbytes`` (at most the whole budget) of the process ledger for a task."""
+    if not job.max_mem:
+        return contextlib.nullcontext()
+    ledger = ledger_for(job.max_mem)
+    return ledger.reserve(min(nbytes, ledger.budget))
+
+
 # -- the intermediate store ------------------------------------------------------------
 
 PIECE_HEADER = direct.ALIGN  # a piece file's data starts on a page boundary
@@ -196,7 +253,9 @@ def load_npy(path: str) -> npt.NDArray[Any]:
         os.close(fd)
     if done < size:
         raise OSError(f"{path!r}: read {done} of {size} bytes")
-    shape, fortran, dtype, offset = parse_npy_header(io.BytesIO(buf[: min(size, 1 << 16)].tobytes()))
+    shape, fortran, dtype, offset = parse_npy_header(
+        io.BytesIO(buf[: min(size, 1 << 16)].tobytes())
+    )
     n = math.prod(shape) * dtype.itemsize
     if fortran or offset + n > size:
         raise OSError(f"{path!r} is not a C-order .npy file of {size} bytes")
@@ -224,15 +283,17 @@ class PieceStore:
     A piece written in one access has a header padded to a page, so its data starts
     on a page boundary: header and data are gathered into one page-aligned array and
     written by a background thread, whole pages with ``O_DIRECT`` and the tail through
-    the page cache, while the group goes on (at most :data:`WRITE_BEHIND_BYTES` in
-    flight; :meth:`commit` waits for the piece's write). Pieces are read back with
+    the page cache, while the group goes on (at most ``behind`` bytes,
+    :data:`WRITE_BEHIND_BYTES` by default, in flight; :meth:`commit` waits for the
+    piece's write). Pieces are read back with
     ``O_DIRECT`` by :func:`load_npy`. A piece written in parts (when a group's plan
     cannot keep it) is assembled in a ``.partial`` memory map. Either is renamed
     into place on commit.
     """
 
-    def __init__(self, root: str, dtype: Any) -> None:
+    def __init__(self, root: str, dtype: Any, behind: int | None = None) -> None:
         self.root, self.dtype = root, np.dtype(dtype)
+        self.behind = WRITE_BEHIND_BYTES if behind is None else behind
         self.counters = IOCounters()
         self._pool: Any = None
         self._inflight: dict[tuple[BlockIndex, int], Any] = {}
@@ -277,12 +338,12 @@ class PieceStore:
         buf = direct.aligned_empty(size)
         buf[:PIECE_HEADER] = np.frombuffer(piece_header(shape, self.dtype), np.uint8)
         gather(pieces, region, buf[PIECE_HEADER:].view(self.dtype).reshape(shape))
-        if nbytes < PIECE_DIRECT or size > WRITE_BEHIND_BYTES:
+        if nbytes < PIECE_DIRECT or size > self.behind:
             _write_file(path, buf, nbytes >= PIECE_DIRECT)
             return
         self._wait(key)
         with self._cv:
-            while self._pending and self._pending + size > WRITE_BEHIND_BYTES:
+            while self._pending and self._pending + size > self.behind:
                 self._cv.wait()
             self._pending += size
         if self._pool is None:
@@ -439,6 +500,7 @@ class Job:
     target: Any
     state: str
     pieces_root: str
+    max_mem: int = 0  # the process budget tasks reserve from (0: none)
 
     def __dask_tokenize__(self) -> Any:
         """A cheap token: the job's state folder names it (and its plan's cuts).
@@ -467,7 +529,8 @@ class Job:
         return os.path.join(self.state, "seams", f"{j}.done")
 
     def piece_store(self) -> PieceStore:
-        return PieceStore(self.pieces_root, self.gp.dtype)
+        behind = write_behind_bytes(self.max_mem) if self.max_mem else None
+        return PieceStore(self.pieces_root, self.gp.dtype, behind)
 
     def prepare(self) -> None:
         for sub in ("groups", "seams"):
@@ -481,18 +544,24 @@ class Job:
 
 
 def run_group(job: Job, index: int, blocks: Sequence[npt.NDArray[Any]] = ()) -> int:
-    """Rewrite group ``index`` (skipped if done); return the bytes it moved."""
+    """Rewrite group ``index`` (skipped if done); return the bytes it moved.
+
+    The task first reserves its plan's peak and :func:`group_overhead` from the
+    process ledger, so a process runs only as many groups at once as its budget holds.
+    """
     marker = job.group_marker(index)
     if os.path.exists(marker):
         return 0
     group = job.gp.groups[index]
     source = job.source
+    decodes = source is not None and bool(getattr(source, "into", True))  # numpy: no copy
     if blocks:
         source = BlockSource(dict(zip(group.input_blocks(), blocks, strict=True)))
     progress = os.path.join(job.state, "groups", f"{index}.progress")
     target = GroupTarget(job.gp, group, job.target, job.piece_store(), progress)
     plan = job.gp.plan_of(group)
-    with reuse_freed_memory():
+    extra = group_overhead(*block_bytes(job.gp), job.max_mem, _direct_chunks(job.target), decodes)
+    with _reserve(job, plan.cost.peak_mem + extra), reuse_freed_memory():
         try:
             Executor(plan, GroupSource(source, group), target, skip=read_progress(progress)).run()
         finally:
@@ -522,7 +591,8 @@ def finish_batch(job: Job, batch: Sequence[int], *deps: Any) -> int:
         seam = job.gp.seams[j]
         return [(region, pool.submit(pieces.read, seam.block, g)) for g, region in seam.pieces]
 
-    with reuse_freed_memory(), ThreadPoolExecutor(PIECE_READERS, "dask_io-pieces") as pool:
+    hold = _reserve(job, finish_bytes(job.gp, _direct_chunks(job.target)))
+    with hold, reuse_freed_memory(), ThreadPoolExecutor(PIECE_READERS, "dask_io-pieces") as pool:
         ahead = submit(todo[0]) if todo else []
         for k, j in enumerate(todo):
             current = ahead

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dask_io.errors import InvalidChunksError, StoreMismatchError
+from dask_io.errors import InsufficientMemoryError, InvalidChunksError, StoreMismatchError
 from dask_io.execute import distributed as dx
 from dask_io.plan.grid import Grid, normalize_chunks, region_slices
 from dask_io.plan.groups import GroupPlan, plan_groups
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.plan.units import format_bytes, parse_bytes
 from dask_io.storage.base import IOCounters, region_nbytes
+from dask_io.storage.direct import enabled as direct_enabled
 from dask_io.storage.files import TMP_SUFFIX, fsync_dir, fsync_path
 from dask_io.storage.zarr_store import JOURNAL, PROGRESS, ZarrStore, regular_chunks
 
@@ -171,6 +172,7 @@ class ArrayJob:
     gp: GroupPlan
     dims: tuple[str, ...] | None = None
     attrs: dict[str, Any] | None = None
+    budget: int = 0  # max_mem: what the tasks of one process reserve from
 
     @property
     def is_dask(self) -> bool:
@@ -228,7 +230,7 @@ class ArrayJob:
             with open(marker, "w") as f:
                 json.dump(self.fingerprint(), f)
         source = None if self.is_dask else self.source
-        job = dx.Job(self.gp, source, target, self.state, pieces_root)
+        job = dx.Job(self.gp, source, target, self.state, pieces_root, self.budget)
         job.prepare()
         return job
 
@@ -347,16 +349,26 @@ def _plan_array(
     in_chunks = store.chunks if is_dask else store.grid.chunks
     layout = ("chunked" if is_dask else store.layout, "chunked")
     cap = max_mem // 2 if is_dask else None
-    gp = plan_groups(
-        shape,
-        in_chunks,
-        unit,
-        source.dtype,
-        max_mem,
-        n_workers=n_workers,
-        group_cap=cap,
-        layout=layout,
-    )
+    # plan within what a task may use beyond its overheads; when no plan fits that,
+    # plan at max_mem (the task then reserves the whole budget and runs alone)
+    reduced = _plan_budget(max_mem, store, in_chunks, unit, source.dtype, shards is None)
+    for budget in (reduced, max_mem):
+        try:
+            gp = plan_groups(
+                shape,
+                in_chunks,
+                unit,
+                source.dtype,
+                budget,
+                n_workers=n_workers,
+                group_cap=cap,
+                layout=layout,
+            )
+            gp.plan_of(max(gp.groups, key=lambda g: g.size))  # raises if groups cannot plan
+            break
+        except InsufficientMemoryError:
+            if budget == max_mem:
+                raise
     return ArrayJob(
         name,
         path,
@@ -367,7 +379,28 @@ def _plan_array(
         gp,
         dims,
         attrs,
+        max_mem,
     )
+
+
+def _plan_budget(
+    max_mem: int,
+    store: Any,
+    in_chunks: tuple[tuple[int, ...], ...],
+    unit: tuple[int, ...],
+    dtype: Any,
+    direct_chunks: bool,
+) -> int:
+    """What the group plans may use of ``max_mem``: the rest is what a task holds
+    beyond its plan (:func:`~dask_io.execute.distributed.group_overhead`), so a task's
+    reservation, plan peak plus overhead, fits the budget."""
+    itemsize = np.dtype(dtype).itemsize
+    in_block = math.prod(max(c) for c in in_chunks) * itemsize
+    out_block = math.prod(unit) * itemsize
+    decodes = type(store).__module__.split(".")[0] != "dask" and getattr(store, "into", True)
+    direct_chunks = direct_chunks and direct_enabled()
+    extra = dx.group_overhead(in_block, out_block, max_mem, direct_chunks, bool(decodes))
+    return max(max_mem - extra, 1)
 
 
 def _arrays_of(source: Any, target_chunks: Any) -> list[tuple[str, Any, Any, Any, Any]]:
