@@ -13,7 +13,9 @@ from indices after it, and prints a JSON line. Methods are interleaved rep by re
 with two floors in the same run: ``cp`` (``cp -r`` of the source folder plus fsync of
 every copied file) and ``cat`` (the source files read to /dev/null).
 
-The parent samples the process tree every 0.1 s for the peak RSS of each worker. Bytes
+The parent samples the process tree every 0.1 s for the peak RSS of each worker (its
+VmHWM, so peaks between samples count; reported beside max_mem, with whether it is
+within max_mem + 200 MiB, the promise of issue 12). Bytes
 through read/write calls (``rchar``, ``wchar``) and to/from the device (``read_bytes``,
 ``write_bytes``) are the child's own ``/proc/self/io`` after its cluster closed: the
 kernel adds a reaped child's counts to its parent, so this holds the workers' I/O once
@@ -299,6 +301,20 @@ def _tree(pid: int) -> list[Any]:
         return []
 
 
+def _vmhwm(pid: int) -> int:
+    """The kernel's peak RSS of ``pid`` so far (VmHWM), in bytes; 0 when unreadable.
+
+    Unlike a sample of the current RSS, it also holds peaks between samples."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def measure(cmd: list[str]) -> dict[str, Any]:
     """Run ``cmd``; sample its process tree; return its JSON line plus memory and I/O."""
     import psutil
@@ -310,7 +326,7 @@ def measure(cmd: list[str]) -> dict[str, Any]:
     while proc.poll() is None:
         for p in _tree(proc.pid):
             try:
-                peak[p.pid] = max(peak.get(p.pid, 0), p.memory_info().rss)
+                peak[p.pid] = max(peak.get(p.pid, 0), _vmhwm(p.pid) or p.memory_info().rss)
                 names.setdefault(p.pid, " ".join(p.cmdline()[:6]))
             except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError):
                 pass
@@ -402,7 +418,7 @@ def main() -> None:
         return
     if args.report:
         with open(os.path.join(args.data, "results.json")) as f:
-            print(report(json.load(f)))
+            print(report(json.load(f), args.max_mem))
         return
     if args.run_one:
         args.method = args.run_one
@@ -430,21 +446,25 @@ def main() -> None:
                 results.append(r)
                 with open(os.path.join(args.data, "results.json"), "w") as f:
                     json.dump(results, f, indent=1)  # after every run: a crash keeps the rest
-    print(report(results))
+    print(report(results, args.max_mem))
 
 
-def report(results: list[dict[str, Any]]) -> str:
+def report(results: list[dict[str, Any]], max_mem: str = "512MiB") -> str:
     """A markdown table: medians (min–max) per workload and method, and ratios to ``cp``."""
     import statistics
+
+    from dask_io.plan.units import parse_bytes
+
+    limit = parse_bytes(max_mem) + (200 << 20)
 
     def mib(v: float) -> str:
         return f"{v / 2**20:.0f} MiB"
 
     lines = [
-        "| workload | method | time s, median (min–max) | × cp | × dask_io | peak worker RSS "
-        "| source chunk reads (distinct) | rchar | wchar | disk write | CPU s (sys) | cold "
-        "| verified |",
-        "|" + "---|" * 13,
+        "| workload | method | time s, median (min–max) | × cp | × dask_io | max_mem "
+        "| peak worker RSS (≤ max_mem + 200 MiB) | source chunk reads (distinct) | rchar "
+        "| wchar | disk write | CPU s (sys) | cold | verified |",
+        "|" + "---|" * 14,
     ]
     order = [*METHODS, *FLOORS]
     for workload in dict.fromkeys(r["workload"] for r in results):
@@ -468,12 +488,15 @@ def report(results: list[dict[str, Any]]) -> str:
                 if "chunk_reads" in last
                 else "—"
             )
-            rss = mib(max(r["peak_worker_rss"] for r in rs)) if m not in FLOORS else "—"
+            rss, budget = "—", "—"
+            if m not in FLOORS:
+                worst = max(r["peak_worker_rss"] for r in rs)
+                rss, budget = f"{mib(worst)} ({'yes' if worst <= limit else 'NO'})", max_mem
             cpu = statistics.median(r["cpu_user"] + r["cpu_sys"] for r in rs)
             sys_ = statistics.median(r["cpu_sys"] for r in rs)
             verified = all(r.get("verified", True) for r in rs)
             lines.append(
-                f"| {workload} | {m} | {span} | {cp} | {rel} | {rss} | {reads} | "
+                f"| {workload} | {m} | {span} | {cp} | {rel} | {budget} | {rss} | {reads} | "
                 f"{mib(last['rchar'])} | {mib(last['wchar'])} | {mib(last['write_bytes'])} | "
                 f"{cpu:.1f} ({sys_:.1f}) | {all(r['cold'] for r in rs)} | {verified} |"
             )
