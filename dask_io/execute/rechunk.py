@@ -657,7 +657,11 @@ def rechunk(
         Where the Zarr array (or, for a Dataset, group) is written. An existing
         array there of another shape or dtype is refused before anything is written.
     max_mem : int or str
-        Memory budget of one task (one worker thread), e.g. ``"1GiB"``.
+        Memory budget of one process (the local process, or each distributed worker
+        process), e.g. ``"1GiB"``: every task reserves what it holds from one ledger
+        of this size (:mod:`dask_io.execute.ledger`), so a process runs only as many
+        tasks at once as fit, and its groups are planned within ``max_mem`` minus
+        what a task holds beyond its plan.
     temp_store : str, optional
         Folder for the intermediate pieces (made only if the plan has seams,
         deleted afterwards); default inside the target's work folder.
