@@ -19,8 +19,11 @@ def pytest_configure(config) -> None:
     _CONFIG.append(cm)
 
 
-def pytest_report_header(config) -> str:
-    return f"dask_io pass: array_optimize = {dask.config.get('array_optimize')!r}"
+def pytest_terminal_summary(terminalreporter) -> None:
+    # printed even with -q: ci/dask_suite.sh checks that the pass was on
+    terminalreporter.write_line(
+        f"dask_io pass: array_optimize = {dask.config.get('array_optimize')!r}"
+    )
 
 
 def pytest_unconfigure(config) -> None:
