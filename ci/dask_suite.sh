@@ -37,8 +37,13 @@ run_pass() {  # name, extra args...: writes $OUT/<name>.failed (sorted test ids)
 }
 
 EXTRA=("$@")
-run_pass plain
-run_pass dask_io -p dask_io_pass_plugin
+# the two passes side by side (one core each): their logs and id lists are separate
+run_pass plain &
+PLAIN=$!
+run_pass dask_io -p dask_io_pass_plugin &
+WITH=$!
+wait "$PLAIN" || exit $?
+wait "$WITH" || exit $?
 grep -q "dask_io pass: array_optimize = <function optimize" "$OUT/dask_io.log" || {
     echo "the dask_io pass was not switched on (plugin not loaded?)" >&2; exit 2; }
 

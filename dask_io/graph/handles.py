@@ -159,7 +159,7 @@ class ArrayHandle:
         """Copy ``box`` of the array (its own coordinates) into ``dest[dest_sel]``."""
         obj = self.obj
         sel = region_slices(box)
-        view = dest[dest_sel]
+        view = dest[(*dest_sel, Ellipsis)]  # a view even of a 0-d array (dest[()] is a scalar)
         if self.kind == "h5py" and view.flags.c_contiguous:
             # straight into the buffer; a strided memory selection would make HDF5
             # read the file row by row, so other regions go through a temporary

@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from dask._task_spec import DataNode, Task, TaskRef
 from dask.array.core import getter, getter_inline, getter_nofancy, load_store_chunk
 from dask.blockwise import Blockwise, blockwise_token
@@ -127,11 +128,35 @@ def _source_layer(hlg: HighLevelGraph, name: str, layer: Any, handles: Handles) 
     chunks = tuple(tuple(int(c) for c in axis) for axis in slices.chunks)
     if obj is None or not _is_arraylike(obj) or tuple(obj.shape) != tuple(sum(c) for c in chunks):
         return None
-    if any(n == 0 for n in obj.shape) or getattr(obj.dtype, "hasobject", True):
-        return None
-    lock = task.kwargs.get("lock")
+    if not obj.shape or any(n == 0 for n in obj.shape) or getattr(obj.dtype, "hasobject", True):
+        return None  # 0-d and empty arrays: nothing to plan, and Dask's chunks are exact
+    lock = _unwrap(task.kwargs.get("lock"))
+    if not _reads_as_ndarray(obj, task.func, _unwrap(task.kwargs.get("asarray", True)), lock):
+        return None  # Dask hands on whatever the object's slices are: leave it to Dask
     handle = handles.add(obj, writable=False, lock=lock)
     return SourceLayer(name, handle, chunks, tuple(_cumsum(c) for c in chunks), lock)
+
+
+def _reads_as_ndarray(obj: Any, getter_fn: Callable[..., Any], asarray: Any, lock: Any) -> bool:
+    """Whether Dask's chunks of ``obj`` are plain numpy arrays of ``obj.dtype``.
+
+    h5py datasets, zarr arrays, numpy arrays and memmaps slice to such arrays. For any
+    other object Dask's getter returns what the object's ``__getitem__`` returns when
+    that is array-like (an xarray DataArray, a masked array, ...) and converts it
+    with ``np.asarray`` only otherwise (and only with ``asarray=True``): a planned read
+    into numpy buffers would change such results. So the getter itself is asked, on a
+    one-element slice, what a chunk is.
+    """
+    if type(obj).__module__.startswith(("h5py", "zarr")):
+        return True
+    if type(obj) is np.ndarray or type(obj) is np.memmap:
+        return True
+    probe = tuple(slice(0, 1) for _ in obj.shape)
+    try:
+        chunk = getter_fn(obj, probe, asarray=bool(asarray), lock=lock or None)
+    except Exception:
+        return False
+    return type(chunk) is np.ndarray and chunk.dtype == np.dtype(obj.dtype)
 
 
 def _original(hlg: HighLevelGraph, name: str, ref: Any) -> Any:
