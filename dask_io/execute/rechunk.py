@@ -32,6 +32,7 @@ from dask_io.plan.units import format_bytes, parse_bytes
 from dask_io.storage.base import IOCounters, region_nbytes
 from dask_io.storage.direct import enabled as direct_enabled
 from dask_io.storage.files import TMP_SUFFIX, fsync_dir, fsync_path
+from dask_io.storage.state import stable_token
 from dask_io.storage.zarr_store import JOURNAL, PROGRESS, ZarrStore, regular_chunks
 
 __all__ = ["Rechunk", "rechunk"]
@@ -196,6 +197,11 @@ class ArrayJob:
             "cuts": [list(c) for c in self.gp.cuts],
         }
 
+    def resume_key(self) -> dict[str, Any]:
+        """What names this job's resume state: target, source and plan (stable across
+        processes: a re-run in a new process finds the state of an interrupted one)."""
+        return {"target": self.path, "source": _source_id(self.source), **self.fingerprint()}
+
     def check_existing(self) -> None:
         """Refuse a target that holds an array of another shape, dtype or chunks."""
         if not os.path.exists(self.path):
@@ -221,14 +227,14 @@ class ArrayJob:
         resumable = False
         if os.path.exists(marker):
             with open(marker) as f:
-                resumable = json.load(f) == self.fingerprint()
+                resumable = json.load(f) == self.resume_key()
         if resumable:
             target = ZarrStore.resume(self.path)
         else:
             target = self._create()
             os.makedirs(self.state, exist_ok=True)
             with open(marker, "w") as f:
-                json.dump(self.fingerprint(), f)
+                json.dump(self.resume_key(), f)
         source = None if self.is_dask else self.source
         job = dx.Job(self.gp, source, target, self.state, pieces_root, self.budget)
         job.prepare()
@@ -283,6 +289,22 @@ class ArrayJob:
             "shards": self.shards,
             **s,
         }
+
+
+def _source_id(store: Any) -> Any:
+    """A description of a source that is the same in every process: the file or store
+    root of zarr and h5py sources; the kind only for numpy and dask arrays."""
+    if isinstance(store, H5Source):
+        return ["h5py", os.path.abspath(store.filename), store.name]
+    array = getattr(store, "array", None)
+    zstore = getattr(array, "store", None)
+    if zstore is not None:
+        root = getattr(zstore, "root", None) or getattr(
+            getattr(zstore, "_store", None), "root", None
+        )
+        if root is not None:
+            return ["zarr", os.path.abspath(os.fspath(root)), str(getattr(array, "path", ""))]
+    return [type(array if array is not None else store).__module__.split(".")[0]]
 
 
 def _finalize(target: ZarrStore) -> None:
@@ -534,7 +556,7 @@ class Rechunk:
     def _pieces_root(self, a: ArrayJob, n: int) -> str:
         if self.temp_path is None:
             return os.path.join(a.state, "pieces")
-        token = abs(hash((a.path, json.dumps(a.fingerprint())))) % 10**12
+        token = stable_token(a.resume_key())
         return os.path.join(self.temp_path, f"dask_io-{token}-{n}")
 
     def _graph(self, a: ArrayJob, job: dx.Job, n: int) -> tuple[dict[Any, Any], list[Any]]:
