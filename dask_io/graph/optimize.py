@@ -1,8 +1,14 @@
 """``dask_io.optimize``: Dask's ``array_optimize`` hook, and ``dask_io.optimizing``.
 
->>> import dask, dask_io                                               # doctest: +SKIP
->>> with dask.config.set(array_optimize=dask_io.optimize):             # doctest: +SKIP
-...     da.store(x.rechunk((200, 300, 350)), target)
+>>> import dask, dask.array as da, numpy as np, zarr, dask_io
+>>> source = zarr.create_array(store={}, shape=(4, 6, 8), chunks=(1, 6, 8), dtype="u2")
+>>> source[...] = np.arange(4 * 6 * 8, dtype="u2").reshape(4, 6, 8)
+>>> target = zarr.create_array(store={}, shape=(4, 6, 8), chunks=(4, 2, 2), dtype="u2")
+>>> x = da.from_array(source, chunks=source.chunks)
+>>> with dask.config.set(array_optimize=dask_io.optimize):
+...     da.store(x.rechunk(target.chunks), target, lock=False)
+>>> bool((target[...] == source[...]).all())
+True
 """
 
 from __future__ import annotations
@@ -48,8 +54,20 @@ def optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
 
     Examples
     --------
-    >>> import dask                                                    # doctest: +SKIP
-    >>> dask.config.set(array_optimize=optimize)                      # doctest: +SKIP
+    The store of a rechunk between two (here in-memory) Zarr arrays becomes buffer
+    reads and piece writes:
+
+    >>> import dask, dask.array as da, numpy as np, zarr
+    >>> source = zarr.create_array(store={}, shape=(4, 6, 8), chunks=(1, 6, 8), dtype="u2")
+    >>> target = zarr.create_array(store={}, shape=(4, 6, 8), chunks=(4, 2, 2), dtype="u2")
+    >>> x = da.from_array(source, chunks=source.chunks)
+    >>> stored = da.store(x.rechunk(target.chunks), target, lock=False, compute=False)
+    >>> with dask.config.set({"optimization.fuse.active": False}):
+    ...     graph = optimize(stored.__dask_graph__(), stored.__dask_keys__())
+    >>> sorted({task.func.__name__ for task in graph.values() if hasattr(task, "func")})
+    ['done', 'read_buffer', 'write_piece']
+
+    To use it for every computation: ``dask.config.set(array_optimize=optimize)``.
     """
     settings = read_settings()
     with _gc_paused():
@@ -88,8 +106,17 @@ def optimizing(**settings: Any) -> Iterator[None]:
 
     Examples
     --------
-    >>> with optimizing(strategy="keep", max_mem="2GiB"):              # doctest: +SKIP
-    ...     da.store(x.rechunk((200, 300, 350)), target)
+    >>> import dask, dask.array as da, numpy as np, zarr
+    >>> source = zarr.create_array(store={}, shape=(4, 6, 8), chunks=(1, 6, 8), dtype="u2")
+    >>> source[...] = np.arange(4 * 6 * 8, dtype="u2").reshape(4, 6, 8)
+    >>> target = zarr.create_array(store={}, shape=(4, 6, 8), chunks=(4, 2, 2), dtype="u2")
+    >>> x = da.from_array(source, chunks=source.chunks)
+    >>> with optimizing(strategy="keep", max_mem="2GiB"):
+    ...     print(dask.config.get("dask_io.strategy"), dask.config.get("dask_io.max-mem"))
+    ...     da.store(x.rechunk(target.chunks), target, lock=False)
+    keep 2GiB
+    >>> bool((target[...] == source[...]).all())
+    True
     """
     unknown = set(settings) - _SETTINGS
     if unknown:
