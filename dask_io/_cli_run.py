@@ -2,7 +2,9 @@
 
 ``dask_io.cli`` builds the parser and calls :func:`register`; every subcommand sets
 ``func``, called with the parsed arguments and returning the exit status. Bad input
-(a dask_io error) prints one line on stderr and returns 2.
+(a dask_io error) prints one line on stderr and returns 2; a read or write the system
+refused (a full disk, an I/O error, a permission denied: :class:`StoreIOError`) prints
+one line naming the file and the errno and returns 1.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from dask_io.errors import DaskIOError, InvalidChunksError
+from dask_io.errors import DaskIOError, InvalidChunksError, StoreIOError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -38,6 +40,9 @@ def _guard(name: str, func: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
+        except StoreIOError as e:  # the system refused a read or write: not bad input
+            print(f"dask-io {name}: error: {e}", file=sys.stderr)
+            return 1
         except DaskIOError as e:
             print(f"dask-io {name}: error: {e}", file=sys.stderr)
             return 2

@@ -7,6 +7,9 @@ This module imports nothing but the standard library: the pure layers use it.
 
 from __future__ import annotations
 
+import errno as _errno
+import os
+
 __all__ = [
     "DaskIOError",
     "DaskIOWarning",
@@ -17,6 +20,7 @@ __all__ = [
     "QueryPlanningWarning",
     "SketchError",
     "StoreExistsError",
+    "StoreIOError",
     "StoreMismatchError",
     "StoreNotFoundError",
 ]
@@ -44,6 +48,37 @@ class StoreExistsError(DaskIOError, FileExistsError):
 
 class StoreMismatchError(DaskIOError, ValueError):
     """A store's contents disagree with its manifest or with the requested array."""
+
+
+class StoreIOError(DaskIOError, OSError):
+    """The system refused a read or write of a store's file: a full disk (ENOSPC), an
+    I/O error (EIO), a read-only file system or a permission denied.
+
+    The message names the file and the errno; ``errno`` and ``filename`` are set too.
+    The command line exits with status 1 on it (2 is for bad input).
+    """
+
+    @classmethod
+    def of(cls, error: OSError, path: str, action: str = "write") -> StoreIOError:
+        """The error for ``error`` (an OSError with an errno) raised on file ``path``."""
+        code = error.errno or 0
+        name = _errno.errorcode.get(code, str(code))
+        reason = os.strerror(code) if code else str(error)
+        new = cls(f"cannot {action} {path!r}: {reason} (errno {code} {name})")
+        new.errno, new.strerror, new.filename = code, reason, path
+        return new
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep errno and filename through pickle
+        return (_store_io_error, (self.args, self.errno, self.strerror, self.filename))
+
+
+def _store_io_error(args: tuple[object, ...], code: int, reason: str, path: str) -> StoreIOError:
+    new = StoreIOError(*args)
+    new.errno, new.strerror, new.filename = code, reason, path
+    return new
 
 
 class SketchError(DaskIOError, ValueError):

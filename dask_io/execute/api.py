@@ -9,6 +9,7 @@ reopened), the plan executed, and the target finalized.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from dask_io.plan.units import format_bytes, parse_bytes
 from dask_io.storage.base import IOCounters
 from dask_io.storage.blocks import BlockStore
 from dask_io.storage.endpoints import TargetSpec, existing_error, open_source
+from dask_io.storage.files import io_errors
 
 __all__ = ["Report", "merge", "resplit", "split"]
 
@@ -276,20 +278,28 @@ def _execute(
     start: float,
     source: str,
 ) -> Report:
-    if overwrite:
-        spec.remove()
-    dst = (
-        spec.resume(plan.out_grid, plan.dtype)
-        if resume
-        else spec.create(plan.out_grid, plan.dtype, job)
-    )
-    removed = dst.discard_partial()
+    with io_errors(spec.display):
+        if overwrite:
+            spec.remove()
+        dst = (
+            spec.resume(plan.out_grid, plan.dtype)
+            if resume
+            else spec.create(plan.out_grid, plan.dtype, job)
+        )
+        removed = dst.discard_partial()
     skipped = len(dst.completed)
     before_r, before_w = src.counters.as_dict(), dst.counters.as_dict()
     bar, update = _progress_bar(plan, progress)
     try:
-        Executor(plan, src, dst, skip=dst.completed, prefetch=prefetch, on_buffer=update).run()
-        dst.finalize()
+        with io_errors(spec.display):
+            try:
+                Executor(
+                    plan, src, dst, skip=dst.completed, prefetch=prefetch, on_buffer=update
+                ).run()
+            except OSError:  # a full disk, an I/O error: give the space back
+                _free_partial(dst)
+                raise
+            dst.finalize()
     finally:
         if bar is not None:
             bar.close()
@@ -311,6 +321,13 @@ def _execute(
         rss,
         removed,
     )
+
+
+def _free_partial(dst: Any) -> None:
+    """After a failed run: remove the temporary files of unfinished blocks (they are
+    redone on resume anyway), which gives back the space of a full disk."""
+    with contextlib.suppress(OSError):
+        dst.discard_partial()
 
 
 def _since(counters: IOCounters, before: dict[str, int]) -> IOCounters:

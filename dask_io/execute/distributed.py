@@ -48,7 +48,7 @@ from dask_io.plan.groups import Group, GroupPlan, Seam
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.storage import direct
 from dask_io.storage.base import IOCounters, Pieces, assemble, gather, local_region
-from dask_io.storage.files import parse_npy_header
+from dask_io.storage.files import io_errors, parse_npy_header
 
 STATE_DIR = ".dask_io-job"
 
@@ -327,15 +327,16 @@ class PieceStore:
             self._made = True
         shape = tuple(b - a for a, b in piece)
         path = self._path(block, group) + ".partial"
-        if region == piece:  # the whole piece: one write
-            self._write_whole((block, group), path, shape, region, pieces)
-        else:
-            self._wait((block, group))
-            mode = "r+" if os.path.exists(path) else "w+"
-            mm = np.lib.format.open_memmap(path, mode=mode, dtype=self.dtype, shape=shape)
-            gather(pieces, region, mm[local_region(region, [a for a, _ in piece])])
-            mm.flush()
-            del mm
+        with io_errors(path):
+            if region == piece:  # the whole piece: one write
+                self._write_whole((block, group), path, shape, region, pieces)
+            else:
+                self._wait((block, group))
+                mode = "r+" if os.path.exists(path) else "w+"
+                mm = np.lib.format.open_memmap(path, mode=mode, dtype=self.dtype, shape=shape)
+                gather(pieces, region, mm[local_region(region, [a for a, _ in piece])])
+                mm.flush()
+                del mm
         n = math.prod(b - a for a, b in region) * self.dtype.itemsize
         self.counters.add(opens=1, runs=1, write_runs=1, bytes_written=n)
 
@@ -386,7 +387,8 @@ class PieceStore:
         """Wait for the writes in flight (raising the first error) and stop the writers."""
         try:
             for key in list(self._inflight):
-                self._wait(key)
+                with io_errors(self._path(*key) + ".partial"):
+                    self._wait(key)
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -395,9 +397,10 @@ class PieceStore:
     def commit(self, block: BlockIndex, group: int) -> None:
         """Rename the piece into place once written (no fsync: a piece outlives processes,
         not the machine)."""
-        self._wait((block, group))
         path = self._path(block, group)
-        os.replace(path + ".partial", path)
+        with io_errors(path + ".partial"):
+            self._wait((block, group))
+            os.replace(path + ".partial", path)
 
     def remove(self, block: BlockIndex, group: int) -> None:
         """Delete a piece once its seam is written (the folder goes at the end anyway)."""

@@ -8,17 +8,43 @@ any data is written and nothing is written twice).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from dask_io.errors import StoreMismatchError, StoreNotFoundError
+from dask_io.errors import DaskIOError, StoreIOError, StoreMismatchError, StoreNotFoundError
 from dask_io.storage.rawio import RawArray
 
 TMP_SUFFIX = ".dask_io-tmp"
+_H5_ERRNO = re.compile(r"errno = (\d+)")
+
+
+@contextlib.contextmanager
+def io_errors(path: str, action: str = "write") -> Iterator[None]:
+    """Turn an OSError with an errno (a full disk, an I/O error, a permission denied)
+    raised inside into a :class:`StoreIOError` naming ``path`` (or the error's own file).
+
+    HDF5's errors carry the errno in their text only (``errno = 28``).
+    """
+    try:
+        yield
+    except DaskIOError:
+        raise
+    except OSError as e:
+        code = e.errno
+        if code is None:
+            found = _H5_ERRNO.search(str(e))
+            code = int(found.group(1)) if found else None
+        if not code:
+            raise
+        named = e.filename if isinstance(e.filename, str) else path
+        raise StoreIOError.of(OSError(code, os.strerror(code)), named, action) from e
 
 
 def npy_header(shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
@@ -119,12 +145,18 @@ def hdf5_info(path: str, dataset: str) -> tuple[tuple[int, ...], np.dtype[Any], 
 def write_json_atomic(path: str, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file, fsync and rename."""
     tmp = path + TMP_SUFFIX
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path) or ".")
+    with io_errors(tmp):
+        try:
+            with open(tmp, "w") as f:
+                json.dump(data, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        os.replace(tmp, path)
+        fsync_dir(os.path.dirname(path) or ".")
 
 
 def fsync_dir(path: str) -> None:

@@ -21,7 +21,7 @@ import numpy.typing as npt
 from dask_io.plan.grid import Grid
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.storage.base import IOCounters, Layout, Pieces
-from dask_io.storage.files import TMP_SUFFIX, create_hdf5, create_npy, fsync_path
+from dask_io.storage.files import TMP_SUFFIX, create_hdf5, create_npy, fsync_path, io_errors
 from dask_io.storage.rawio import RawArray, read_region, write_region
 
 
@@ -77,12 +77,13 @@ class RawBlocks:
         raw = self.raw(block)
         origin = tuple(a for a, _ in self.grid.block_region(block))
         local = tuple((a - o, b - o) for (a, b), o in zip(region, origin, strict=False))
-        fd = os.open(raw.path, os.O_RDONLY)
-        self.counters.add(opens=1)
-        try:
-            read_region(raw, fd, local, out, staging, self.counters)
-        finally:
-            os.close(fd)
+        with io_errors(raw.path, "read"):
+            fd = os.open(raw.path, os.O_RDONLY)
+            self.counters.add(opens=1)
+            try:
+                read_region(raw, fd, local, out, staging, self.counters)
+            finally:
+                os.close(fd)
 
     def write(
         self,
@@ -97,11 +98,12 @@ class RawBlocks:
         block_region = self.grid.block_region(block)
         origin = tuple(a for a, _ in block_region)
         local = tuple((a - o, b - o) for (a, b), o in zip(region, origin, strict=False))
-        fd, raw = self._open_for_write(block, block_region)
-        try:
-            write_region(raw, fd, local, origin, region, pieces, staging, self.counters)
-        finally:
-            os.close(fd)
+        with io_errors(self.tmp_path(block)):
+            fd, raw = self._open_for_write(block, block_region)
+            try:
+                write_region(raw, fd, local, origin, region, pieces, staging, self.counters)
+            finally:
+                os.close(fd)
 
     def _open_for_write(self, block: BlockIndex, block_region: Region) -> tuple[int, RawArray]:
         tmp = self.tmp_path(block)
@@ -126,8 +128,9 @@ class RawBlocks:
     def commit(self, block: BlockIndex) -> None:
         """fsync the finished temporary file of ``block`` and rename it into place."""
         tmp = self.tmp_path(block)
-        fsync_path(tmp)
-        os.replace(tmp, self.block_path(block))
+        with io_errors(tmp):
+            fsync_path(tmp)
+            os.replace(tmp, self.block_path(block))
         with self._lock:
             self._raws.pop(block, None)
             self.completed.add(block)

@@ -20,7 +20,14 @@ import numpy.typing as npt
 from dask_io.plan.grid import Grid, region_slices
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.storage.base import IOCounters, Layout, Pieces, assemble, region_nbytes
-from dask_io.storage.files import TMP_SUFFIX, fsync_dir, fsync_path, hdf5_info, read_npy_header
+from dask_io.storage.files import (
+    TMP_SUFFIX,
+    fsync_dir,
+    fsync_path,
+    hdf5_info,
+    io_errors,
+    read_npy_header,
+)
 from dask_io.storage.raw import RawBlocks
 from dask_io.storage.rawio import RawArray
 
@@ -186,7 +193,7 @@ class HDF5Chunked:
         if not self.writable:
             raise PermissionError(f"store {self.path!r} is open read-only")
         data = assemble(pieces, region, self.dtype)
-        with self._lock:
+        with self._lock, io_errors(self._file_path):
             self._ds()[region_slices(region)] = data
         n = region_nbytes(self.grid.block_region(block), self.dtype.itemsize)
         with self._lock:
@@ -205,9 +212,10 @@ class HDF5Chunked:
 
     def finalize(self) -> None:
         """Close, fsync and rename the finished file into place."""
-        self.close()
-        fsync_path(self._file_path)
-        os.replace(self._file_path, self.path)
+        with io_errors(self._file_path):
+            self.close()
+            fsync_path(self._file_path)
+            os.replace(self._file_path, self.path)
         fsync_dir(os.path.dirname(os.path.abspath(self.path)))
 
     def discard_partial(self) -> list[str]:

@@ -48,7 +48,7 @@ from dask_io.storage.base import (
     region_nbytes,
     single_view,
 )
-from dask_io.storage.files import TMP_SUFFIX, fsync_dir, write_json_atomic
+from dask_io.storage.files import TMP_SUFFIX, fsync_dir, io_errors, write_json_atomic
 
 PROGRESS = "dask_io-progress.json"
 JOURNAL = "dask_io-done.log"  # one line per committed block, appended as they complete
@@ -186,20 +186,21 @@ def write_chunk(
     full = files.chunks
     nbytes = math.prod(full) * files.dtype.itemsize
     tmp = f"{path}.{os.getpid()}-{threading.get_ident()}{TMP_SUFFIX}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        dfd = direct.open_direct(tmp) if nbytes >= direct.MIN_DIRECT else None
+    with io_errors(tmp):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            calls = _stream_chunk(files, fd, dfd, region, pieces)
-        finally:
-            if dfd is not None:
-                os.close(dfd)
-    except BaseException:
+            dfd = direct.open_direct(tmp) if nbytes >= direct.MIN_DIRECT else None
+            try:
+                calls = _stream_chunk(files, fd, dfd, region, pieces)
+            finally:
+                if dfd is not None:
+                    os.close(dfd)
+        except BaseException:
+            os.close(fd)
+            os.remove(tmp)
+            raise
         os.close(fd)
-        os.remove(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
     return calls
 
 
@@ -329,7 +330,7 @@ class ZarrStore:
             data = json.load(f)
         store.job = data.get("job", {})
         store.completed = {tuple(b) for b in data.get("completed_blocks", [])}
-        store.completed |= _read_journal(os.path.join(work, JOURNAL))
+        store.completed |= _read_journal(os.path.join(work, JOURNAL), repair=True)
         return store
 
     @property
@@ -369,13 +370,14 @@ class ZarrStore:
         whole = region == block_region
         files = self.chunk_files()
         calls = 1
-        if files is None:
-            self._array()[region_slices(region)] = assemble(pieces, region, self.dtype)
-        elif whole:
-            calls = write_chunk(files, block, region, pieces, self._made)
-        else:
-            origin = tuple(a for a, _ in block_region)
-            calls = update_chunk(files, block, origin, region, pieces, self._made)
+        with io_errors(self.chunk_path(block)):
+            if files is None:
+                self._array()[region_slices(region)] = assemble(pieces, region, self.dtype)
+            elif whole:
+                calls = write_chunk(files, block, region, pieces, self._made)
+            else:
+                origin = tuple(a for a, _ in block_region)
+                calls = update_chunk(files, block, origin, region, pieces, self._made)
         if files is not None and whole:
             n = region_nbytes(region, self.dtype.itemsize)  # data bytes, as the plan counts
             with self._lock:
@@ -390,6 +392,11 @@ class ZarrStore:
         self.counters.add(
             opens=1, runs=runs, write_runs=runs, syscalls=runs, bytes_written=n, rmw_bytes=rmw
         )
+
+    def chunk_path(self, block: BlockIndex) -> str:
+        """The file of block ``block`` (a chunk, or a shard) in the work folder."""
+        key = self._array().metadata.encode_chunk_key(tuple(block))
+        return os.path.join(self.work_path, *str(key).split("/"))
 
     def chunk_files(self) -> ChunkFiles | None:
         """Where whole chunks are written directly, or None when zarr must write them.
@@ -415,11 +422,14 @@ class ZarrStore:
     def commit(self, block: BlockIndex) -> None:
         """Record ``block`` complete (zarr already wrote it atomically) in the journal."""
         line = (".".join(str(i) for i in block) + "\n").encode()
-        fd = os.open(os.path.join(self.work_path, JOURNAL), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        journal = os.path.join(self.work_path, JOURNAL)
+        with io_errors(journal):
+            fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            try:
+                while line:  # a short write (a full disk) would leave a torn line
+                    line = line[os.write(fd, line) :]
+            finally:
+                os.close(fd)
         with self._lock:
             self.completed.add(block)
         if time.monotonic() - self._progress_time > 0.5:
@@ -467,15 +477,20 @@ class ZarrStore:
         self._lock = threading.Lock()
 
 
-def _read_journal(path: str) -> set[BlockIndex]:
-    """Blocks listed in a journal; a torn last line (a killed write) is ignored."""
+def _read_journal(path: str, repair: bool = False) -> set[BlockIndex]:
+    """Blocks listed in a journal; a torn last line (a killed or failed write) is
+    ignored, and with ``repair`` cut off, so that the next line appended is whole."""
     if not os.path.exists(path):
         return set()
     done = set()
-    with open(path) as f:
+    whole = 0
+    with open(path, "rb") as f:
         for line in f:
-            if line.endswith("\n"):
-                done.add(tuple(int(i) for i in line.strip().split(".")))
+            if line.endswith(b"\n"):
+                done.add(tuple(int(i) for i in line.decode().strip().split(".")))
+                whole += len(line)
+    if repair and whole < os.path.getsize(path):
+        os.truncate(path, whole)
     return done
 
 
