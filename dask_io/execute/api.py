@@ -31,6 +31,7 @@ from dask_io.storage.base import IOCounters
 from dask_io.storage.blocks import BlockStore
 from dask_io.storage.endpoints import TargetSpec, existing_error, open_source
 from dask_io.storage.files import io_errors
+from dask_io.storage.lock import target_lock
 
 __all__ = ["Report", "merge", "resplit", "split"]
 
@@ -257,13 +258,14 @@ def resplit(
     if os.path.abspath(spec.path) == os.path.abspath(src.path):
         raise InvalidChunksError(f"target {target!r} is the source; expected another path")
     job = _job(source, src.shape, src.dtype, out_grid, spec)
-    resume = _check_target(spec, job, overwrite)
-    mem = parse_bytes(max_mem)
-    layout = (src.layout, spec.layout(out_grid))
-    plan, prefetch = _choose_plan(
-        src.shape, src.grid.chunks, out_grid.chunks, src.dtype, mem, strategy, layout, prefetch
-    )
-    return _execute(plan, src, spec, job, resume, overwrite, prefetch, progress, start, source)
+    with target_lock(spec.path, spec.display):  # one writer per target
+        resume = _check_target(spec, job, overwrite)
+        mem = parse_bytes(max_mem)
+        layout = (src.layout, spec.layout(out_grid))
+        plan, prefetch = _choose_plan(
+            src.shape, src.grid.chunks, out_grid.chunks, src.dtype, mem, strategy, layout, prefetch
+        )
+        return _execute(plan, src, spec, job, resume, overwrite, prefetch, progress, start, source)
 
 
 def _execute(

@@ -32,6 +32,7 @@ from dask_io.plan.units import format_bytes, parse_bytes
 from dask_io.storage.base import IOCounters, region_nbytes
 from dask_io.storage.direct import enabled as direct_enabled
 from dask_io.storage.files import TMP_SUFFIX, fsync_dir, fsync_path, io_errors
+from dask_io.storage.lock import target_lock
 from dask_io.storage.state import stable_token
 from dask_io.storage.zarr_store import JOURNAL, PROGRESS, ZarrStore, regular_chunks
 
@@ -530,7 +531,7 @@ class Rechunk:
 
         Calling it again after an interruption redoes only the unfinished outputs.
         """
-        with io_errors(self.path):
+        with target_lock(self.path), io_errors(self.path):
             return self._execute(progress)
 
     def _execute(self, progress: bool | None) -> Any:
