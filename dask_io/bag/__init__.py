@@ -13,6 +13,13 @@ Sorting and sharding: :func:`sort_by_key`, :func:`partition_by_key`,
 Sketches (from :mod:`dask_io.bag.sketching`): Bloom filter, Count-Min sketch,
 HyperLogLog and the recipes built on them.
 
+Column batches: a partition may be one :class:`PairBatch` (keys and values as
+arrays) instead of a list of records. It iterates as its records, so every
+recipe accepts it, and reduce/count by key (``operator.add``, ``min``, ``max``),
+the inner broadcast and hash joins and the hash and stratified samples then run
+on its columns; :class:`field` reads nested fields of its records
+(``field(1, 0)`` is ``r[1][0]``) as columns.
+
 Every recipe that partitions by key uses
 :func:`dask_io.sketches.hashing.stable_hash`: a key goes to the same partition
 in every process and on every run, and keys that compare equal (``1``, ``1.0``,
@@ -31,6 +38,7 @@ schedulers alike.
 from __future__ import annotations
 
 from dask_io.bag import sketching
+from dask_io.bag._batch import PairBatch, field
 from dask_io.bag.bykey import (
     aggregate_by_key,
     combine_by_key,
@@ -52,10 +60,12 @@ from dask_io.bag.sketching import *  # noqa: F403
 from dask_io.bag.sort import merge_sorted, partition_by_key, sort_by_key
 
 __all__ = [
+    "PairBatch",
     "aggregate_by_key",
     "broadcast_join",
     "combine_by_key",
     "count_by_key",
+    "field",
     "group_by_key",
     "hash_join",
     "hash_sample",

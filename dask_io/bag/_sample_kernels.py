@@ -10,6 +10,7 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from dask_io.bag._batch import batch_spec, hash_mask, is_batch, key_fractions
 from dask_io.bag._kernels import KeyFn, Records, as_list, concat_buckets, gc_paused
 from dask_io.sketches.hashing import hash_array
 
@@ -66,6 +67,10 @@ def hash_sample_partition(
     """
     import numpy as np
 
+    if is_batch(records) and batch_spec(keyfn):
+        mask = hash_mask(records, keyfn, threshold, salt)
+        if mask is not None:
+            return records.take(np.flatnonzero(mask))
     recs = as_list(records)
     if threshold >= 2**64 or not recs:
         return Records(recs if threshold >= 2**64 else [])
@@ -92,6 +97,13 @@ def stratified_sample(
     """
     import numpy as np
 
+    if is_batch(records) and batch_spec(keyfn):
+        probs = key_fractions(records, keyfn, lambda k: _fraction_of(k, fractions, default))
+        if probs is not None:
+            rng = make_rng(seed, STREAM_STRATIFIED, index)
+            if with_replacement:
+                return records.take(np.repeat(np.arange(len(records)), rng.poisson(probs)))
+            return records.take(np.flatnonzero(rng.random(len(records)) < probs))
     recs = as_list(records)
     getter = operator.itemgetter(0) if keyfn is None else keyfn
     probs = np.fromiter(

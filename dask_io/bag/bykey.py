@@ -28,6 +28,7 @@ from typing import Any
 
 from dask.bag import Bag
 
+from dask_io.bag import _batch as B
 from dask_io.bag import _kernels as K
 from dask_io.bag._graph import check_bag, check_npartitions, hash_shuffle
 
@@ -47,20 +48,38 @@ def _split_kernel(
     create: Callable[[Any], Any] | None,
     merge_value: Callable[[Any, Any], Any],
     npartitions: int,
-) -> list[dict[Any, Any]]:
+    specs: tuple[Any, Any] | None = None,
+) -> list[Any]:
+    if B.is_batch(records) and create is None and specs is not None:
+        ufunc = B.array_binop(merge_value)
+        combined = None if ufunc is None else B.combine_batch(records, *specs, ufunc)
+        if combined is not None:
+            return K.Records(B.split_batch(combined, npartitions))
     combined = K.combine_partition(records, *getters, create, merge_value)
     return K.split_combined(combined, npartitions)
 
 
-def _count_split_kernel(records: Any, keyfn: K.KeyFn, npartitions: int) -> list[dict[Any, Any]]:
+def _count_split_kernel(
+    records: Any, keyfn: K.KeyFn, npartitions: int, spec: Any = None
+) -> list[Any]:
+    if B.is_batch(records):
+        counts = B.count_batch(records, spec)
+        if counts is not None:
+            return K.Records(B.split_batch(counts, npartitions))
     return K.split_combined(K.count_partition(records, keyfn), npartitions)
 
 
 def _merge_kernel(
-    buckets: list[dict[Any, Any]],
+    buckets: list[Any],
     merge_combiners: Callable[[Any, Any], Any],
     finish: Callable[[list[Any]], list[Any]] | None,
 ) -> list[Any]:
+    if any(B.is_batch(b) for b in buckets):
+        ufunc = B.array_binop(merge_combiners)
+        if ufunc is not None and all(B.is_batch(b) for b in buckets):
+            out = K.Records(B.merge_reduced(buckets, ufunc))
+            return out if finish is None else finish(out)
+        buckets = [K.KeyMap(b) if B.is_batch(b) else b for b in buckets]
     out = K.merge_combined(buckets, merge_combiners)
     return out if finish is None else finish(out)
 
@@ -152,7 +171,9 @@ def reduce_by_key(
     [('a', 4), ('b', 2)]
     """
     getters = K.key_value_getters(key, value)
-    split = functools.partial(_split_kernel, getters=getters, create=None, merge_value=binop)
+    split = functools.partial(
+        _split_kernel, getters=getters, create=None, merge_value=binop, specs=(key, value)
+    )
     return _by_key(bag, "reduce_by_key", split, binop, npartitions)
 
 
@@ -239,7 +260,7 @@ def count_by_key(bag: Bag, key: Any = None, npartitions: int | None = None) -> B
     >>> sorted(count_by_key(b, key=lambda r: r))
     [('x', 2), ('y', 1)]
     """
-    split = functools.partial(_count_split_kernel, keyfn=K.key_value_getters(key)[0])
+    split = functools.partial(_count_split_kernel, keyfn=K.key_value_getters(key)[0], spec=key)
     return _by_key(bag, "count_by_key", split, operator.add, npartitions)
 
 

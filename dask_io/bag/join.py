@@ -24,6 +24,7 @@ from dask.bag import Bag
 from dask.base import tokenize
 from dask.delayed import Delayed
 
+from dask_io.bag import _batch as B
 from dask_io.bag import _kernels as K
 from dask_io.bag._graph import (
     check_bag,
@@ -101,9 +102,31 @@ def cached_index(name: str, blob: bytes, getters: tuple[K.KeyFn, K.KeyFn]) -> di
     return index
 
 
-def _probe(
-    records: Any, blob: bytes, name: str, small_getters: Any, getters: Any, how: str
-) -> list[Any]:
+_ARRAY_INDEXES: collections.OrderedDict[str, Any] = collections.OrderedDict()
+
+
+def cached_array_index(name: str, blob: bytes) -> B.ArrayIndex | None:
+    """The small side of ``(key, value)`` pairs as a :class:`~dask_io.bag._batch.ArrayIndex`,
+    built at most once per process (``None`` if its keys or values are not one array)."""
+    with _INDEXES_LOCK:
+        if name not in _ARRAY_INDEXES:
+            _ARRAY_INDEXES[name] = B.ArrayIndex.from_records(K.as_list(pickle.loads(blob)))
+            while len(_ARRAY_INDEXES) > _INDEXES_KEPT:
+                _ARRAY_INDEXES.popitem(last=False)
+        _ARRAY_INDEXES.move_to_end(name)
+        return _ARRAY_INDEXES[name]
+
+
+def _batch_join_ok(records: Any, getters: Any, how: str) -> bool:
+    return B.is_batch(records) and how == "inner" and tuple(getters) == (None, None)
+
+
+def _probe(records: Any, blob: bytes, name: str, small_getters: Any, getters: Any, how: str) -> Any:
+    if _batch_join_ok(records, getters, how) and tuple(small_getters) == (None, None):
+        index = cached_array_index(name, blob)
+        joined = None if index is None else B.probe_batch(records, index)
+        if joined is not None:
+            return joined
     index = cached_index(name, blob, small_getters)
     return K.probe_index(records, *getters, index, how)
 
@@ -174,12 +197,34 @@ def broadcast_join(
     return new_bag(name, dsk, big.npartitions, [big] if dep is None else [big, dep])
 
 
-def _join_split(records: Any, keyfn: K.KeyFn, npartitions: int) -> list[list[Any]]:
+def _join_split(records: Any, keyfn: K.KeyFn, npartitions: int) -> list[Any]:
+    if B.is_batch(records) and keyfn is None:
+        return K.Records(B.split_batch(records, npartitions))
     return K.bucket_records(records, keyfn, npartitions)
 
 
-def _join_merge(lefts: list[Any], rights: list[Any], getters: Any, how: str) -> list[Any]:
+def _join_merge(lefts: list[Any], rights: list[Any], getters: Any, how: str) -> Any:
+    if (
+        lefts
+        and all(_batch_join_ok(b, getters[0], how) for b in lefts)
+        and tuple(getters[1]) == (None, None)
+    ):
+        joined = _join_batches(lefts, rights)
+        if joined is not None:
+            return joined
     return K.join_buckets(K.concat_buckets(lefts), K.concat_buckets(rights), *getters, how)
+
+
+def _join_batches(lefts: list[Any], rights: list[Any]) -> Any:
+    """Inner join of batch buckets with the right side's buckets (batches or pairs)."""
+    if rights and all(B.is_batch(b) for b in rights):
+        both = B.concat_batches(rights)
+        index: B.ArrayIndex | None = B.ArrayIndex(both.key_col, both.value_col)
+    else:
+        index = B.ArrayIndex.from_records(K.concat_buckets(rights))
+    if index is None:
+        return None
+    return B.probe_batch(B.concat_batches(lefts), index)
 
 
 def hash_join(
