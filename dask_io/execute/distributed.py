@@ -136,6 +136,44 @@ def reuse_freed_memory() -> Iterator[None]:
                 libc.malloc_trim(0)
 
 
+_bounded_users = 0
+BOUNDED_MMAP_THRESHOLD = 1 << 20
+
+
+@contextlib.contextmanager
+def return_freed_memory() -> Iterator[None]:
+    """Within a task under a memory budget, hand freed buffers back to the system.
+
+    glibc raises its mmap threshold each time a large mmapped block is freed (up to
+    32 MiB), after which buffers of chunk size come from the heaps of the threads
+    that allocated them and stay there when freed: a process running one group at
+    a time at max_mem 128 MiB kept ~200 MiB beyond its reservations. A fixed
+    threshold of :data:`BOUNDED_MMAP_THRESHOLD` keeps every buffer from 1 MiB up
+    in its own mapping, returned on free, so the process holds what its tasks
+    reserved (and pays a page fault per page of each new buffer). On exit the
+    threshold of the environment (or glibc's default) is set again; a no-op
+    without glibc.
+    """
+    global _bounded_users
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    with _MALLOC_LOCK:
+        if _bounded_users == 0:
+            libc.mallopt(_M_MMAP_THRESHOLD, BOUNDED_MMAP_THRESHOLD)
+        _bounded_users += 1
+    try:
+        yield
+    finally:
+        with _MALLOC_LOCK:
+            _bounded_users -= 1
+            if _bounded_users == 0:
+                mmap = int(os.environ.get("MALLOC_MMAP_THRESHOLD_", _DEFAULT_MMAP_THRESHOLD))
+                libc.mallopt(_M_MMAP_THRESHOLD, mmap)
+                libc.malloc_trim(0)
+
+
 def _reuse_enabled() -> bool:
     try:
         import dask
@@ -195,14 +233,15 @@ def _direct_chunks(target: Any) -> bool:
 
 
 def _freed_memory(job: Job) -> contextlib.AbstractContextManager[Any]:
-    """:func:`reuse_freed_memory` for a job without a memory budget only.
+    """:func:`reuse_freed_memory` for a job without a memory budget,
+    :func:`return_freed_memory` for one with a budget.
 
     Freed heap memory stays in the arena of the thread that freed it (zarr's I/O
     thread, the piece writers, each worker thread), so what the process keeps is
     not bounded by what its tasks reserve: at max_mem 128 MiB on a 256 MiB Zarr
     array it took a LocalCluster worker from 147 to 312 MiB peak RSS.
     """
-    return contextlib.nullcontext() if job.max_mem else reuse_freed_memory()
+    return return_freed_memory() if job.max_mem else reuse_freed_memory()
 
 
 def _reserve(job: Job, nbytes: int) -> contextlib.AbstractContextManager[Any]:
@@ -594,8 +633,12 @@ class Job:
         return {j for j in range(len(self.gp.seams)) if os.path.exists(self.seam_marker(j))}
 
 
-def run_group(job: Job, index: int, blocks: Sequence[npt.NDArray[Any]] = ()) -> int:
+def run_group(
+    job: Job, index: int, blocks: Sequence[npt.NDArray[Any]] = (), *after: Any
+) -> int:
     """Rewrite group ``index`` (skipped if done); return the bytes it moved.
+
+    ``after`` are the results of tasks that must run first (they are not used).
 
     The task first reserves its plan's peak and :func:`group_overhead` from the
     process ledger, so a process runs only as many groups at once as its budget holds.
@@ -690,11 +733,13 @@ def build_graph(
     block_keys: Callable[[BlockIndex], Any] | None = None,
     skip_groups: set[int] | frozenset[int] = frozenset(),
     skip_seams: set[int] | frozenset[int] = frozenset(),
+    after: Any = None,
 ) -> tuple[dict[Any, Any], list[Any]]:
     """The task graph of ``job``: groups, then finishing batches; returns (graph, keys).
 
     ``block_keys`` maps an input block to the key of a task computing it (dask array
-    sources); groups and seams already done are left out.
+    sources); groups and seams already done are left out. Every group waits for the
+    task ``after`` when one is given.
     """
     dsk: dict[Any, Any] = {}
     keys: list[Any] = []
@@ -703,7 +748,12 @@ def build_graph(
             continue
         deps = [block_keys(b) for b in g.input_blocks()] if block_keys else []
         key = (f"dask_io-group-{name}", g.index)
-        dsk[key] = (run_group, job, g.index, [*deps]) if deps else (run_group, job, g.index)
+        if after is not None:
+            dsk[key] = (run_group, job, g.index, [*deps], after)
+        elif deps:
+            dsk[key] = (run_group, job, g.index, [*deps])
+        else:
+            dsk[key] = (run_group, job, g.index)
         keys.append(key)
     for j, batch in enumerate(job.gp.batches):
         todo = tuple(i for i in batch if i not in skip_seams)

@@ -16,6 +16,7 @@ from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 from dask_io.errors import InsufficientMemoryError
 from dask_io.graph.buffers import SubgraphBuilder, key_digest
 from dask_io.graph.cluster import cluster_layer, needed_indices
+from dask_io.graph.engine import executor_tasks
 from dask_io.graph.jobs import Job, build_jobs
 from dask_io.graph.layers import LayerViews, store_layer_atoms
 from dask_io.graph.recognize import Handles, find_atoms, find_sources, make_resolver
@@ -82,6 +83,12 @@ def _replace_resplits(hlg: HighLevelGraph, graph: _Graph, keys: Sequence[Key],
     builder = SubgraphBuilder(handles.handles, settings.sync_writes)
     done: dict[Key, Key] = {}
     for job in build_jobs(atoms, handles.handles):
+        run = executor_tasks(job, handles.handles, settings)
+        if run is not None:  # a whole array into a whole Zarr array: dask_io.rechunk's way
+            tasks, final = run
+            builder.tasks.update(tasks)
+            done.update(dict.fromkeys(job.keys, final))
+            continue
         chosen = choose_plan(job, settings)
         if chosen is None:
             continue

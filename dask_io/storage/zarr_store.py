@@ -477,6 +477,22 @@ class ZarrStore:
         self._lock = threading.Lock()
 
 
+class ZarrTarget(ZarrStore):
+    """An existing Zarr array written in place, with no progress files (the graph
+    pass's ``to_zarr`` and ``store`` targets: the array is the user's, created by them).
+
+    ``arr`` is the open array; another process reopens it from ``path``.
+    """
+
+    def __init__(self, path: str, grid: Grid, dtype: Any, arr: Any = None) -> None:
+        super().__init__(path, grid, dtype, writable=True)
+        self._arr = arr
+
+    @property
+    def work_path(self) -> str:
+        return self.path
+
+
 def _read_journal(path: str, repair: bool = False) -> set[BlockIndex]:
     """Blocks listed in a journal; a torn last line (a killed or failed write) is
     ignored, and with ``repair`` cut off, so that the next line appended is whole."""

@@ -118,11 +118,6 @@ def test_cli_split_then_merge(source, tmp_path):
     _check_same(merged)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the graph pass (dask_io/graph) peaks at 561-592 MiB at max_mem 128 MiB here "
-    "(576 MiB at 64 MiB, threads): its buffers are not reserved from the ledger yet",
-)
 def test_graph_pass(source, tmp_path):
     max_mem = 128 * MiB
     dst = str(tmp_path / "g.zarr")
