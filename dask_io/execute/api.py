@@ -32,6 +32,7 @@ from dask_io.storage.blocks import BlockStore
 from dask_io.storage.endpoints import TargetSpec, existing_error, open_source
 from dask_io.storage.files import io_errors
 from dask_io.storage.lock import target_lock
+from dask_io.storage.state import stable_token
 
 __all__ = ["Report", "merge", "resplit", "split"]
 
@@ -127,6 +128,13 @@ def _check_target(spec: TargetSpec, job: dict[str, Any], overwrite: bool) -> boo
         return False
     unfinished = spec.unfinished_job()
     if unfinished is not None:
+        if unfinished != job and {k for k in job if unfinished.get(k) != job[k]} == {
+            "source_files"
+        }:
+            raise StoreExistsError(
+                f"target {spec.display!r} holds an unfinished run from a source whose files "
+                "changed since (size or mtime); pass overwrite=True (--overwrite) to start again"
+            )
         if unfinished != job:
             raise StoreExistsError(
                 f"target {spec.display!r} holds an unfinished run of another job "
@@ -258,6 +266,9 @@ def resplit(
     if os.path.abspath(spec.path) == os.path.abspath(src.path):
         raise InvalidChunksError(f"target {target!r} is the source; expected another path")
     job = _job(source, src.shape, src.dtype, out_grid, spec)
+    stamps = src.stamps() if hasattr(src, "stamps") else {}
+    if stamps:  # a resume after the source's files changed is another job
+        job["source_files"] = stable_token(stamps)
     with target_lock(spec.path, spec.display):  # one writer per target
         resume = _check_target(spec, job, overwrite)
         mem = parse_bytes(max_mem)

@@ -73,6 +73,7 @@ def _open_hdf5(fn: str, dataset: str) -> Any:
         return HDF5Chunked.open(fn, dataset)
     store = HDF5File(fn, dataset, Grid.from_chunks(shape, shape), dtype)
     store._raws[(0,) * len(shape)] = RawArray(fn, offset, shape, dtype)
+    store._stamp(fn)
     return store
 
 

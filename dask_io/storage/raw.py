@@ -11,6 +11,7 @@ committed (fsync, rename to its final name) once complete.
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dask_io.errors import StoreMismatchError
 from dask_io.plan.grid import Grid
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.storage.base import IOCounters, Layout, Pieces
@@ -45,6 +47,7 @@ class RawBlocks:
         self.counters = IOCounters()
         self.completed: set[BlockIndex] = set()
         self._raws: dict[BlockIndex, RawArray] = {}
+        self._stamps: dict[str, tuple[int, int]] = {}  # source file: (size, mtime_ns)
         self._lock = threading.Lock()
 
     # -- naming -------------------------------------------------------------------
@@ -63,7 +66,31 @@ class RawBlocks:
         if raw is None:
             raw = self._locate(block)
             self._raws[block] = raw
+            self._stamp(raw.path)
         return raw
+
+    def _stamp(self, path: str) -> None:
+        """Remember the size and mtime of source file ``path`` as planned."""
+        if not self.writable and path not in self._stamps:
+            st = os.stat(path)
+            self._stamps[path] = (st.st_size, st.st_mtime_ns)
+
+    def stamps(self) -> dict[str, list[int]]:
+        """``{file: [size, mtime_ns]}`` of the source files located so far."""
+        return {p: list(v) for p, v in sorted(self._stamps.items())}
+
+    def _check_unchanged(self, fd: int, path: str, block: BlockIndex) -> None:
+        want = self._stamps.get(path)
+        if want is None:
+            return
+        st = os.fstat(fd)
+        if (st.st_size, st.st_mtime_ns) != want:
+            raise StoreMismatchError(
+                f"source file {path!r} changed while the job ran (now {st.st_size} bytes, "
+                f"modified {_when(st.st_mtime_ns)}; planned with {want[0]} bytes, modified "
+                f"{_when(want[1])}): stopped before reading block {block}; run again with "
+                "--overwrite (overwrite=True) to start from the new source"
+            )
 
     # -- I/O ----------------------------------------------------------------------
     def read(
@@ -81,6 +108,7 @@ class RawBlocks:
             fd = os.open(raw.path, os.O_RDONLY)
             self.counters.add(opens=1)
             try:
+                self._check_unchanged(fd, raw.path, block)
                 read_region(raw, fd, local, out, staging, self.counters)
             finally:
                 os.close(fd)
@@ -165,3 +193,8 @@ class RawBlocks:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _when(mtime_ns: int) -> str:
+    t = datetime.datetime.fromtimestamp(mtime_ns / 1e9, datetime.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f UTC")

@@ -52,6 +52,7 @@ class NpyFile(RawBlocks):
         raw = read_npy_header(path)
         store = cls(path, Grid.from_chunks(raw.shape, raw.shape), raw.dtype, writable=False)
         store._raws[store.origin_block] = raw
+        store._stamp(path)
         return store
 
     @classmethod
