@@ -31,7 +31,7 @@ from dask_io.plan.ops import BlockIndex, Region
 from dask_io.plan.units import format_bytes, parse_bytes
 from dask_io.storage.base import IOCounters, region_nbytes
 from dask_io.storage.direct import enabled as direct_enabled
-from dask_io.storage.files import TMP_SUFFIX, fsync_dir, fsync_path, io_errors
+from dask_io.storage.files import TMP_SUFFIX, fsync_dir, fsync_path, io_errors, read_json_state
 from dask_io.storage.lock import target_lock
 from dask_io.storage.state import stable_token
 from dask_io.storage.zarr_store import JOURNAL, PROGRESS, ZarrStore, regular_chunks
@@ -227,8 +227,7 @@ class ArrayJob:
         marker = os.path.join(self.state, "job.json")
         resumable = False
         if os.path.exists(marker):
-            with open(marker) as f:
-                resumable = json.load(f) == self.resume_key()
+            resumable = read_json_state(marker, "job marker") == self.resume_key()
         if resumable:
             target = ZarrStore.resume(self.path)
         else:

@@ -29,6 +29,7 @@ from dask_io.plan.ops import BlockIndex
 from dask_io.storage.files import hdf5_info, read_npy_header, write_json_atomic
 from dask_io.storage.raw import RawBlocks
 from dask_io.storage.rawio import RawArray
+from dask_io.storage.zarr_store import _listed
 
 MANIFEST = "manifest.json"
 VERSION = 1
@@ -48,8 +49,15 @@ def read_manifest(path: str) -> dict[str, Any]:
             data = json.load(f)
     except FileNotFoundError:
         raise StoreNotFoundError(f"{path!r} is not a block store: no {MANIFEST}") from None
-    except (OSError, ValueError) as e:
+    except ValueError as e:
+        raise StoreMismatchError(
+            f"{fn!r} is not a readable manifest ({e}); expected the JSON object dask_io "
+            "writes (truncated or edited?)"
+        ) from None
+    except OSError as e:
         raise StoreNotFoundError(f"{fn!r} is not a readable manifest: {e}") from None
+    if not isinstance(data, dict):
+        raise StoreMismatchError(f"{fn!r} holds a JSON {type(data).__name__}; expected an object")
     missing = [k for k in ("format", "shape", "chunks", "dtype") if k not in data]
     if data.get("dask_io") != "block-store" or missing:
         raise StoreMismatchError(
@@ -114,9 +122,16 @@ class BlockStore(RawBlocks):
         grid = Grid.from_chunks(shape, tuple(tuple(c) for c in data["chunks"]), "chunks")
         store = cls(path, grid, np.dtype(data["dtype"]), data["format"], writable=True)
         store.job = data.get("job", {})
-        done = {tuple(b) for b in data.get("completed_blocks", [])}
+        fn = os.path.join(path, MANIFEST)
+        done = _listed(fn, data, grid)
         for block in grid.blocks():
-            if block in done or os.path.exists(store.block_path(block)):
+            exists = os.path.exists(store.block_path(block))
+            if block in done and not exists:
+                raise StoreMismatchError(
+                    f"{fn!r} lists block {block} as complete but {store.block_path(block)!r} "
+                    "does not exist; pass overwrite=True (--overwrite) to start again"
+                )
+            if exists:
                 store._check_block(block)
                 store.completed.add(block)
         store._raws.clear()

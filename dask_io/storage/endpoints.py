@@ -30,7 +30,7 @@ from dask_io.errors import (
 from dask_io.plan.grid import Grid
 from dask_io.storage.base import Layout
 from dask_io.storage.blocks import MANIFEST, BlockStore, is_block_store, read_manifest
-from dask_io.storage.files import TMP_SUFFIX, hdf5_info
+from dask_io.storage.files import TMP_SUFFIX, hdf5_info, read_json_state
 from dask_io.storage.rawio import RawArray
 from dask_io.storage.single import HDF5Chunked, HDF5File, NpyFile, split_h5_path
 from dask_io.storage.zarr_store import PROGRESS, ZarrStore, is_zarr, remove_tree
@@ -154,16 +154,13 @@ class TargetSpec:
 
     def unfinished_job(self) -> dict[str, Any] | None:
         """The job record of an interrupted run that wrote this target, if any."""
-        import json
-
         if self.kind == "blocks" and is_block_store(self.path):
             data = read_manifest(self.path)
             return None if data.get("complete") else dict(data.get("job", {}))
         if self.kind == "zarr":
             fn = os.path.join(self.work_path, PROGRESS)
             if os.path.isfile(fn):
-                with open(fn) as f:
-                    return dict(json.load(f).get("job", {}))
+                return dict(read_json_state(fn, "progress file").get("job", {}))
         return None
 
     def remove(self) -> None:

@@ -142,6 +142,52 @@ def hdf5_info(path: str, dataset: str) -> tuple[tuple[int, ...], np.dtype[Any], 
         return tuple(ds.shape), np.dtype(ds.dtype), offset, ds.chunks
 
 
+def read_json_state(path: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (a manifest, progress or job file, ``what``), or a
+    StoreMismatchError naming the file when it is truncated or not such an object."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except ValueError as e:
+        raise StoreMismatchError(
+            f"{path!r} is not a readable {what} ({e}); expected the JSON object dask_io "
+            "writes (truncated or edited?); pass overwrite=True (--overwrite) to start again"
+        ) from None
+    if not isinstance(data, dict):
+        raise StoreMismatchError(
+            f"{path!r} holds a JSON {type(data).__name__}; expected the {what} object "
+            "dask_io writes; pass overwrite=True (--overwrite) to start again"
+        )
+    return data
+
+
+def parse_block_lines(path: str, ndim: int, numblocks: tuple[int, ...] | None) -> set[Any]:
+    """Block indices listed one per line (``1.0.2``) in journal ``path``; a torn last
+    line (a killed write) is ignored, any other bad line is a StoreMismatchError."""
+    done = set()
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n"):
+                break
+            text = raw.decode(errors="replace").strip()
+            try:
+                block = tuple(int(i) for i in text.split("."))
+            except ValueError:
+                block = ()
+            bad = len(block) != ndim or any(i < 0 for i in block)
+            if not bad and numblocks is not None:
+                bad = any(i >= m for i, m in zip(block, numblocks, strict=True))
+            if bad:
+                shape = f" below {numblocks}" if numblocks is not None else ""
+                raise StoreMismatchError(
+                    f"{path!r} line {n} is {text!r}; expected a block index of {ndim} "
+                    f"integers{shape} like {'.'.join(['0'] * ndim)} (truncated or edited?); "
+                    "pass overwrite=True (--overwrite) to start again"
+                )
+            done.add(block)
+    return done
+
+
 def write_json_atomic(path: str, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file, fsync and rename."""
     tmp = path + TMP_SUFFIX

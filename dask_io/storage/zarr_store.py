@@ -20,7 +20,6 @@ machine). Partial-chunk writes, reads and every other array go through zarr.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dask_io.errors import InvalidChunksError, StoreNotFoundError
+from dask_io.errors import InvalidChunksError, StoreMismatchError, StoreNotFoundError
 from dask_io.plan.grid import Grid, region_slices
 from dask_io.plan.ops import BlockIndex, Region
 from dask_io.storage import direct
@@ -48,7 +47,14 @@ from dask_io.storage.base import (
     region_nbytes,
     single_view,
 )
-from dask_io.storage.files import TMP_SUFFIX, fsync_dir, io_errors, write_json_atomic
+from dask_io.storage.files import (
+    TMP_SUFFIX,
+    fsync_dir,
+    io_errors,
+    parse_block_lines,
+    read_json_state,
+    write_json_atomic,
+)
 
 PROGRESS = "dask_io-progress.json"
 JOURNAL = "dask_io-done.log"  # one line per committed block, appended as they complete
@@ -326,11 +332,10 @@ class ZarrStore:
         unit = arr.shards or arr.chunks
         store = cls(path, Grid.from_chunks(tuple(arr.shape), unit), arr.dtype, writable=True)
         store._arr = arr
-        with open(os.path.join(work, PROGRESS)) as f:
-            data = json.load(f)
+        data = read_json_state(os.path.join(work, PROGRESS), "progress file")
         store.job = data.get("job", {})
-        store.completed = {tuple(b) for b in data.get("completed_blocks", [])}
-        store.completed |= _read_journal(os.path.join(work, JOURNAL), repair=True)
+        store.completed = _listed(os.path.join(work, PROGRESS), data, store.grid)
+        store.completed |= _read_journal(os.path.join(work, JOURNAL), True, store.grid)
         return store
 
     @property
@@ -493,21 +498,44 @@ class ZarrTarget(ZarrStore):
         return self.path
 
 
-def _read_journal(path: str, repair: bool = False) -> set[BlockIndex]:
+def _read_journal(path: str, repair: bool = False, grid: Grid | None = None) -> set[BlockIndex]:
     """Blocks listed in a journal; a torn last line (a killed or failed write) is
     ignored, and with ``repair`` cut off, so that the next line appended is whole."""
     if not os.path.exists(path):
         return set()
-    done = set()
-    whole = 0
-    with open(path, "rb") as f:
-        for line in f:
-            if line.endswith(b"\n"):
-                done.add(tuple(int(i) for i in line.decode().strip().split(".")))
-                whole += len(line)
-    if repair and whole < os.path.getsize(path):
-        os.truncate(path, whole)
+    numblocks = grid.numblocks if grid is not None else None
+    ndim = len(numblocks) if numblocks is not None else 0
+    if grid is None:  # no grid to check against: take the first line's length
+        with open(path, "rb") as f:
+            ndim = len(f.readline().split(b"."))
+    done = parse_block_lines(path, ndim, numblocks)
+    if repair:
+        whole = 0
+        with open(path, "rb") as f:
+            for line in f:
+                if line.endswith(b"\n"):
+                    whole += len(line)
+        if whole < os.path.getsize(path):
+            os.truncate(path, whole)
     return done
+
+
+def _listed(path: str, data: dict[str, Any], grid: Grid) -> set[BlockIndex]:
+    """The ``completed_blocks`` of a manifest or progress file, each checked to be a
+    block of ``grid``."""
+    listed = data.get("completed_blocks", [])
+    out = set()
+    for b in listed if isinstance(listed, list) else [listed]:
+        ok = isinstance(b, list) and len(b) == len(grid.numblocks)
+        ok = ok and all(isinstance(i, int) and 0 <= i < m for i, m in zip(b, grid.numblocks))
+        if not ok:
+            raise StoreMismatchError(
+                f"{path!r} lists {b!r} in completed_blocks; expected block indices below "
+                f"{grid.numblocks} (truncated or edited?); pass overwrite=True (--overwrite) "
+                "to start again"
+            )
+        out.add(tuple(b))
+    return out
 
 
 def _open_array(path: str, mode: str) -> Any:
