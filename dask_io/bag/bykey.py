@@ -30,6 +30,7 @@ from dask.bag import Bag
 
 from dask_io.bag import _batch as B
 from dask_io.bag import _kernels as K
+from dask_io.bag import spill as S
 from dask_io.bag._graph import check_bag, check_npartitions, hash_shuffle
 
 __all__ = [
@@ -231,11 +232,20 @@ def group_by_key(
     npartitions: int | None = None,
     *,
     value: Callable[[Any], Any] | None = None,
+    max_mem: int | str | None = None,
+    spill_dir: str | None = None,
 ) -> Bag:
     """Collect the values of each key into a list, in the order of the bag.
 
     Spark's ``groupByKey``, with output hash-partitioned into ``npartitions``.
     Prefer :func:`reduce_by_key` when the groups are only reduced afterwards.
+
+    Groups that do not fit in memory spill to disk (:mod:`dask_io.bag.spill`): a
+    task whose fragments exceed ``max_mem`` bytes writes them to local files under
+    ``spill_dir``, and an output partition beyond ``max_mem`` is grouped a slice of
+    keys at a time into a file it is then read back from, lazily. ``"auto"`` (the
+    default): a quarter of a distributed worker's memory limit per thread, no
+    spilling elsewhere; ``None``: never spill. One group must still fit in memory.
 
     Examples
     --------
@@ -243,8 +253,21 @@ def group_by_key(
     >>> b = db.from_sequence([("a", 1), ("b", 2), ("a", 3)], npartitions=2)
     >>> sorted(group_by_key(b))
     [('a', [1, 3]), ('b', [2])]
+    >>> sorted(group_by_key(b, max_mem=16))  # spills through files
+    [('a', [1, 3]), ('b', [2])]
     """
-    return combine_by_key(bag, key, _singleton, _append, _extend, npartitions, value=value)
+    check_bag(bag)
+    nout = check_npartitions(npartitions, bag.npartitions)
+    max_mem = S.check_max_mem(max_mem)
+    split = functools.partial(
+        S.group_split,
+        getters=K.key_value_getters(key, value),
+        npartitions=nout,
+        max_mem=max_mem,
+        spill_dir=spill_dir,
+    )
+    merge = functools.partial(S.group_merge, max_mem=max_mem, spill_dir=spill_dir)
+    return hash_shuffle(bag, split, merge, nout, "group_by_key")
 
 
 def count_by_key(bag: Bag, key: Any = None, npartitions: int | None = None) -> Bag:
