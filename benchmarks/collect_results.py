@@ -21,6 +21,10 @@ medians and ratios to a baseline measured in the same run). Each section names t
 command that produced it; `python benchmarks/collect_results.py` rebuilds this page from
 `benchmarks/results/*.md`. The protocol is the project's BENCHMARKING.md.
 
+Faults survived (full disks, I/O errors, read-only targets, concurrent writers, corrupted
+state; issue 15): the table of every fault tried, on which entry points and what the
+user sees, is [docs/faults.md](../docs/faults.md).
+
 ## Targets at a glance (2026-11-23, second stop)
 
 | issue | target | result |
