@@ -77,12 +77,14 @@ def register(subparsers: Any) -> None:
     """Add the ``resplit``, ``split``, ``merge`` and ``demo`` subcommands."""
     for name, helptext in (
         ("resplit", "rewrite an array with another block shape"),
-        ("split", "split one array (.npy, .h5, .zarr) into a block store"),
+        ("split", "split one array (.npy, .h5, .zarr, .nii, .nii.gz) into a block store"),
         ("merge", "merge a block store into one array"),
     ):
         p = subparsers.add_parser(name, help=helptext, description=helptext)
         p.add_argument(
-            "source", help="a .npy file, file.h5[:/dataset], a .zarr array or a block store"
+            "source",
+            help="a .npy file, file.h5[:/dataset], a .zarr array, a NIfTI file (.nii, .nii.gz; "
+            "axes in on-disk order, the reverse of nibabel's) or a block store",
         )
         p.add_argument("target", help="same kinds; any other path is a block store")
         if name != "merge":

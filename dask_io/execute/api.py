@@ -32,6 +32,7 @@ from dask_io.storage.blocks import BlockStore
 from dask_io.storage.endpoints import TargetSpec, existing_error, open_source
 from dask_io.storage.files import io_errors
 from dask_io.storage.lock import target_lock
+from dask_io.storage.nifti import NiftiGzSource, gz_slabs
 from dask_io.storage.state import stable_token
 
 __all__ = ["Report", "merge", "resplit", "split"]
@@ -217,8 +218,9 @@ def resplit(
     Parameters
     ----------
     source : path
-        A ``.npy`` file, an HDF5 dataset (``f.h5`` or ``f.h5:/path``), a Zarr array or a
-        block store directory.
+        A ``.npy`` file, an HDF5 dataset (``f.h5`` or ``f.h5:/path``), a Zarr array, a
+        NIfTI file (``.nii``, ``.nii.gz``: axes in on-disk order, the reverse of nibabel's,
+        see :mod:`dask_io.storage.nifti`) or a block store directory.
     target : path
         Same kinds; any other path is a block store. A target that was being written
         by an interrupted run of the same job is resumed.
@@ -262,6 +264,7 @@ def resplit(
     default = src.kind if isinstance(src, BlockStore) else "npy"
     spec = TargetSpec.from_path(target, format, default_blocks=default)
     spec.options.update(zarr_format=zarr_format, inner_chunks=inner_chunks)
+    spec.options["nifti_header"] = getattr(src, "nifti_header", None)
     spec.check_chunks(out_grid)
     if os.path.abspath(spec.path) == os.path.abspath(src.path):
         raise InvalidChunksError(f"target {target!r} is the source; expected another path")
@@ -272,6 +275,9 @@ def resplit(
     with target_lock(spec.path, spec.display):  # one writer per target
         resume = _check_target(spec, job, overwrite)
         mem = parse_bytes(max_mem)
+        if isinstance(src, NiftiGzSource):  # decoded slabs: about max_mem/4, on output cuts
+            cuts = gz_slabs(src.shape, src.dtype.itemsize, mem // 4, out_grid.chunks[0])
+            src = src.with_slabs(cuts)
         layout = (src.layout, spec.layout(out_grid))
         plan, prefetch = _choose_plan(
             src.shape, src.grid.chunks, out_grid.chunks, src.dtype, mem, strategy, layout, prefetch
@@ -404,7 +410,7 @@ def merge(
     if spec.kind == "blocks":
         raise InvalidChunksError(
             f"merge writes one array, but target {os.fspath(target)!r} names a block store; "
-            "expected a .npy, .h5[:/dataset] or .zarr path (or format='zarr')"
+            "expected a .npy, .h5[:/dataset], .zarr, .nii or .nii.gz path (or format='zarr')"
         )
     shape = open_source(os.fspath(source)).shape
     return resplit(source, target, shape, max_mem, strategy, format, progress, overwrite, **kwargs)

@@ -676,7 +676,8 @@ def rechunk(
 
     Parameters
     ----------
-    source : zarr.Array, h5py.Dataset, numpy or dask array, xarray Dataset or DataArray
+    source : zarr.Array, h5py.Dataset, numpy or dask array, xarray Dataset or DataArray,
+        or the path of a NIfTI file (``.nii``, ``.nii.gz``; axes in on-disk order)
     target_chunks : tuple of int, or dict by dimension name (xarray); for a Dataset
         also a dict by variable name. ``None`` or ``-1`` keeps an axis whole.
     target_store : str, os.PathLike or zarr.storage.LocalStore
@@ -711,6 +712,10 @@ def rechunk(
     >>> bool((job.execute()[:] == x).all())
     True
     """
+    if isinstance(source, (str, os.PathLike)):  # a NIfTI file (.nii, .nii.gz)
+        from dask_io.storage.nifti import nifti_array
+
+        source = nifti_array(os.fspath(source))
     return Rechunk(
         source, target_chunks, target_store, max_mem, temp_store, executor, target_options
     )

@@ -4,18 +4,22 @@ Layout of a block store ``blocks/``::
 
     blocks/manifest.json        {"dask_io": "block-store", "version": 1, "format": "npy",
                                  "shape": [...], "chunks": [[...], ...], "dtype": "<u2",
-                                 "complete": true | false, "completed_blocks": [[i, j], ...]}
+                                 "complete": true | false, "completed_blocks": [[i, j], ...],
+                                 "nifti_header": "<base64>"}  (only for a NIfTI source)
     blocks/0.0.npy, 0.1.npy ... one C-order array per block, named by its block index
                                 (``.h5`` files with one contiguous dataset ``data`` for
                                 the ``hdf5`` format)
 
 While a store is being written, ``complete`` is false and ``completed_blocks`` lists
 the blocks already renamed into place; unfinished blocks live under
-``<name>.dask_io-tmp``.
+``<name>.dask_io-tmp``. ``nifti_header`` holds the header region (the bytes before
+the voxels, base64) of the NIfTI file the blocks came from; their axes are then in
+the file's on-disk order (:mod:`dask_io.storage.nifti`).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -71,6 +75,18 @@ def read_manifest(path: str) -> dict[str, Any]:
     return manifest
 
 
+def _header_of(data: dict[str, Any], path: str) -> bytes | None:
+    text = data.get("nifti_header")
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, TypeError):
+        raise StoreMismatchError(
+            f"the manifest of {path!r} has a nifti_header that is not base64"
+        ) from None
+
+
 class BlockStore(RawBlocks):
     """A directory of block files (``npy`` or ``hdf5``) with a manifest.
 
@@ -83,6 +99,7 @@ class BlockStore(RawBlocks):
         super().__init__(path, grid, dtype, writable)
         self.kind = kind
         self.job: dict[str, Any] = {}
+        self.nifti_header: bytes | None = None
         self._manifest_time = 0.0
 
     # -- constructors ------------------------------------------------------------
@@ -93,6 +110,7 @@ class BlockStore(RawBlocks):
         shape = tuple(int(n) for n in data["shape"])
         grid = Grid.from_chunks(shape, tuple(tuple(c) for c in data["chunks"]), "chunks")
         store = cls(path, grid, np.dtype(data["dtype"]), data["format"])
+        store.nifti_header = _header_of(data, path)
         if not data.get("complete", False):
             n = len(data.get("completed_blocks", []))
             raise StoreMismatchError(
@@ -105,11 +123,21 @@ class BlockStore(RawBlocks):
 
     @classmethod
     def create(
-        cls, path: str, grid: Grid, dtype: Any, kind: str = "npy", job: dict[str, Any] | None = None
+        cls,
+        path: str,
+        grid: Grid,
+        dtype: Any,
+        kind: str = "npy",
+        job: dict[str, Any] | None = None,
+        nifti_header: bytes | None = None,
     ) -> BlockStore:
-        """A new, writable block store at ``path`` (the directory may exist and be empty)."""
+        """A new, writable block store at ``path`` (the directory may exist and be empty).
+
+        ``nifti_header`` is kept in the manifest: the header region of a NIfTI source.
+        """
         store = cls(path, grid, np.dtype(dtype), kind, writable=True)
         store.job = dict(job or {})
+        store.nifti_header = nifti_header
         os.makedirs(path, exist_ok=True)
         store.write_manifest(complete=False)
         return store
@@ -122,6 +150,7 @@ class BlockStore(RawBlocks):
         grid = Grid.from_chunks(shape, tuple(tuple(c) for c in data["chunks"]), "chunks")
         store = cls(path, grid, np.dtype(data["dtype"]), data["format"], writable=True)
         store.job = data.get("job", {})
+        store.nifti_header = _header_of(data, path)
         fn = os.path.join(path, MANIFEST)
         done = _listed(fn, data, grid)
         for block in grid.blocks():
@@ -149,6 +178,8 @@ class BlockStore(RawBlocks):
             "dtype": self.dtype.str,
             "complete": complete,
         }
+        if self.nifti_header is not None:
+            data["nifti_header"] = base64.b64encode(self.nifti_header).decode("ascii")
         if not complete:
             with self._lock:
                 data["completed_blocks"] = [list(b) for b in sorted(self.completed)]

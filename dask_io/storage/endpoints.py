@@ -6,6 +6,8 @@ path                                   store
 ``x.npy``                              one ``.npy`` file (:class:`NpyFile`)
 ``x.h5``, ``x.h5:/path/to/dataset``    one HDF5 dataset (``/data`` by default)
 ``x.zarr`` (or a Zarr directory)       a Zarr array, format 2 or 3, maybe sharded
+``x.nii``, ``x.nii.gz``                a NIfTI volume, axes in on-disk order
+                                       (:mod:`dask_io.storage.nifti`)
 a directory with ``manifest.json``     a block store (npy or hdf5 block files)
 =====================================  =========================================
 
@@ -31,6 +33,7 @@ from dask_io.plan.grid import Grid
 from dask_io.storage.base import Layout
 from dask_io.storage.blocks import MANIFEST, BlockStore, is_block_store, read_manifest
 from dask_io.storage.files import TMP_SUFFIX, hdf5_info, read_json_state
+from dask_io.storage.nifti import NiftiFile, NiftiGzFile, is_gzipped, is_nifti_path, open_nifti
 from dask_io.storage.rawio import RawArray
 from dask_io.storage.single import HDF5Chunked, HDF5File, NpyFile, split_h5_path
 from dask_io.storage.zarr_store import PROGRESS, ZarrStore, is_zarr, remove_tree
@@ -55,6 +58,8 @@ def open_source(path: str) -> Any:
         return _open_hdf5(*split_h5_path(path))
     if path.lower().endswith(".npy"):
         return NpyFile.open(path)
+    if is_nifti_path(path):
+        return open_nifti(path)
     if is_block_store(path):
         return BlockStore.open(path)
     if os.path.isdir(path) and is_zarr(path):
@@ -62,8 +67,8 @@ def open_source(path: str) -> Any:
     if not os.path.exists(path):
         raise StoreNotFoundError(f"source {path!r} does not exist")
     raise StoreNotFoundError(
-        f"source {path!r} is not a .npy file, an HDF5 file, a Zarr array or a block store "
-        f"(no {MANIFEST})"
+        f"source {path!r} is not a .npy file, an HDF5 file, a NIfTI file (.nii, .nii.gz), "
+        f"a Zarr array or a block store (no {MANIFEST})"
     )
 
 
@@ -81,8 +86,10 @@ def _open_hdf5(fn: str, dataset: str) -> Any:
 class TargetSpec:
     """Where and how a target is written; checked before anything is created.
 
-    ``kind`` is ``"blocks"``, ``"npy"``, ``"hdf5"`` or ``"zarr"``; ``block_format`` the
-    files of a block store; ``dataset`` the HDF5 dataset.
+    ``kind`` is ``"blocks"``, ``"npy"``, ``"hdf5"``, ``"zarr"``, ``"nifti"`` or
+    ``"nifti-gz"``; ``block_format`` the files of a block store; ``dataset`` the HDF5
+    dataset. ``options["nifti_header"]`` is the header region a NIfTI target or a block
+    store starts from (the source's, when it has one).
     """
 
     path: str
@@ -110,6 +117,12 @@ class TargetSpec:
             if format == "hdf5":
                 raise InvalidChunksError(f"format='hdf5' does not match the .npy target {path!r}")
             return cls(path, "npy")
+        if is_nifti_path(path):
+            if format is not None:
+                raise InvalidChunksError(
+                    f"format={format!r} does not match the NIfTI target {path!r}"
+                )
+            return cls(path, "nifti-gz" if is_gzipped(path) else "nifti")
         return cls(path, "blocks", block_format=format or default_blocks)
 
     @property
@@ -124,10 +137,12 @@ class TargetSpec:
 
     def check_chunks(self, grid: Grid) -> None:
         """Single-file targets hold one block (or regular HDF5 chunks); Zarr needs regular chunks."""
-        if self.kind == "npy" and grid.nblocks != 1:
+        if self.kind in ("npy", "nifti", "nifti-gz") and grid.nblocks != 1:
+            what = ".npy" if self.kind == "npy" else "NIfTI"
             raise InvalidChunksError(
-                f"out_chunks={grid.block_shape} for the .npy target {self.path!r}; a .npy file is "
-                f"one block: expected out_chunks={grid.shape} (or a directory target for blocks)"
+                f"out_chunks={grid.block_shape} for the {what} target {self.path!r}; a {what} "
+                f"file is one block: expected out_chunks={grid.shape} (or a directory target "
+                "for blocks)"
             )
         if self.kind == "zarr" or (self.kind == "hdf5" and grid.nblocks > 1):
             from dask_io.storage.zarr_store import regular_chunks
@@ -171,8 +186,12 @@ class TargetSpec:
     # -- create or resume -------------------------------------------------------------
     def create(self, grid: Grid, dtype: np.dtype[Any], job: dict[str, Any]) -> Any:
         """Start writing a new target for output blocks ``grid``."""
+        header = self.options.get("nifti_header")
         if self.kind == "blocks":
-            return BlockStore.create(self.path, grid, dtype, self.block_format, job)
+            return BlockStore.create(self.path, grid, dtype, self.block_format, job, header)
+        if self.kind in ("nifti", "nifti-gz"):
+            cls = NiftiGzFile if self.kind == "nifti-gz" else NiftiFile
+            return cls.create(self.path, grid.shape, dtype, header)
         if self.kind == "zarr":
             return ZarrStore.create(
                 self.path,
