@@ -33,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -253,7 +254,9 @@ def main() -> None:
     p.add_argument("--max-mem", default="1GiB")
     p.add_argument("--sources", default=",".join(SOURCES))
     p.add_argument("--targets", default=",".join(TARGETS))
-    p.add_argument("--folder", default="/work/bench_data/pass_matrix")
+    p.add_argument(
+        "--folder", default=os.path.join(tempfile.gettempdir(), "dask_io_bench_pass_matrix")
+    )
     p.add_argument("--out", default="benchmarks/results/pass_matrix.md")
     p.add_argument("--child")
     args = p.parse_args()
